@@ -1,0 +1,31 @@
+"""The one error type a user can cause, and its subclasses.
+
+Every error that bad input can trigger (a malformed file, an impossible camera, missing model
+weights) is an :class:`AdLiftError` whose message says, in one line, what is wrong and where.
+The CLI prints that line and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AdLiftError(Exception):
+    """A problem the user can fix: the message says what is wrong and, where it can, how to fix it."""
+
+
+class SceneError(AdLiftError):
+    """A GaussianScene's tensors are inconsistent (shapes, dtypes, devices, non-finite values)."""
+
+
+class FileFormatError(AdLiftError):
+    """An input file cannot be read: wrong format, truncated, missing fields, bad values."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class CameraError(AdLiftError):
+    """Cameras are malformed or a camera spec cannot be resolved."""
