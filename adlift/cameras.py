@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Sequence
 
 import torch
@@ -23,7 +24,7 @@ from adlift.errors import CameraError
 OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # tensors have no truth value: compare with torch.testing, not ==
 class Cameras:
     """A batch of C pinhole cameras sharing one image size (OpenCV axes, world-to-camera)."""
 
@@ -43,8 +44,14 @@ class Cameras:
             raise CameraError("Cameras.viewmats and Cameras.Ks must be floating-point tensors")
         if self.Ks.device != self.viewmats.device:
             raise CameraError("Cameras.viewmats and Cameras.Ks must be on one device")
-        if int(self.width) != self.width or int(self.height) != self.height or self.width <= 0 or self.height <= 0:
-            raise CameraError(f"Cameras image size must be positive integers, got {self.width}x{self.height}")
+        try:
+            size_ok = int(self.width) == self.width and int(self.height) == self.height
+        except (TypeError, ValueError, OverflowError):
+            size_ok = False
+        if isinstance(self.width, bool) or isinstance(self.height, bool):
+            size_ok = False
+        if not size_ok or self.width <= 0 or self.height <= 0:
+            raise CameraError(f"Cameras image size must be positive integers, got {self.width!r}x{self.height!r}")
         self.width, self.height = int(self.width), int(self.height)
         if not self.names:
             self.names = [f"view_{i:04d}" for i in range(c)]
@@ -60,9 +67,17 @@ class Cameras:
         eye = torch.eye(3, dtype=torch.float64, device=rot.device)
         if c and float((rot @ rot.transpose(1, 2) - eye).abs().max()) > 1e-3:
             raise CameraError("Cameras.viewmats rotations are not orthonormal (a scaled or sheared pose?)")
+        if c and bool((torch.linalg.det(rot) <= 0).any()):
+            raise CameraError(
+                "Cameras.viewmats rotations are reflections (det < 0): a camera axis is flipped; "
+                "check the OpenGL/OpenCV convention of the poses"
+            )
         bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=self.viewmats.dtype, device=self.viewmats.device)
         if c and float((self.viewmats[:, 3] - bottom).abs().max()) > 1e-6:
             raise CameraError("Cameras.viewmats must have last row [0, 0, 0, 1]")
+        last = torch.tensor([0.0, 0.0, 1.0], dtype=self.Ks.dtype, device=self.Ks.device)
+        if c and float((self.Ks[:, 2] - last).abs().max()) > 1e-6:
+            raise CameraError("Cameras.Ks must have last row [0, 0, 1]")
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -70,6 +85,8 @@ class Cameras:
 
     def __getitem__(self, index: int | slice | Sequence[int] | torch.Tensor) -> "Cameras":
         """Select cameras by index, slice, index list or boolean mask; always returns a Cameras."""
+        if isinstance(index, bool):
+            raise CameraError("camera index must be an int, slice, index list or boolean mask, got a bool")
         if isinstance(index, int):
             if not -len(self) <= index < len(self):
                 raise CameraError(f"camera index {index} out of range for {len(self)} cameras")
@@ -77,11 +94,24 @@ class Cameras:
         if isinstance(index, slice):
             ids = list(range(len(self)))[index]
         else:
-            t = torch.as_tensor(index)
-            ids = t.nonzero().flatten().tolist() if t.dtype == torch.bool else t.flatten().tolist()
+            try:
+                t = torch.as_tensor(index)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise CameraError(f"invalid camera index {index!r}: {e}") from None
+            if t.dtype == torch.bool:
+                if t.ndim != 1 or t.shape[0] != len(self):
+                    raise CameraError(f"boolean camera mask has shape {list(t.shape)}, expected [{len(self)}]")
+                ids = t.nonzero().flatten().tolist()
+            elif t.numel() == 0:
+                ids = []
+            elif t.is_floating_point() or t.is_complex():
+                raise CameraError(f"camera indices must be integers, got dtype {t.dtype}")
+            else:
+                ids = t.flatten().tolist()
         for i in ids:
             if not -len(self) <= i < len(self):
                 raise CameraError(f"camera index {i} out of range for {len(self)} cameras")
+        ids = [i % len(self) for i in ids]
         sel = torch.as_tensor(ids, dtype=torch.long, device=self.viewmats.device)
         return Cameras(self.viewmats[sel], self.Ks[sel], self.width, self.height, [self.names[i] for i in ids])
 
@@ -244,8 +274,10 @@ def orbit_cameras(
     as a cosine over the orbit, so the rig sees the object from above and below its equator.
     The world's up axis is ``up`` (+z by default, as in the bundled scenes).
     """
-    if num_views < 1:
-        raise CameraError(f"an orbit needs at least one view, got {num_views}")
+    whole = isinstance(num_views, numbers.Integral) or (isinstance(num_views, float) and num_views.is_integer())
+    if isinstance(num_views, bool) or not whole or num_views < 1:
+        raise CameraError(f"an orbit needs a whole number of views >= 1, got {num_views!r}")
+    num_views = int(num_views)
     if radius <= 0 or not math.isfinite(radius):
         raise CameraError(f"orbit radius must be positive and finite, got {radius}")
     if not 0.0 < fov_deg < 180.0:
@@ -266,7 +298,7 @@ def orbit_cameras(
     i = torch.arange(num_views, dtype=torch.float64)
     azimuth = math.radians(azimuth_start_deg) + 2 * math.pi * i / num_views
     phase = torch.cos(2 * math.pi * i / num_views * (2 if num_views > 2 else 1))
-    elevation = torch.deg2rad(torch.tensor((lo + hi) / 2) + (hi - lo) / 2 * phase)
+    elevation = torch.deg2rad((lo + hi) / 2 + (hi - lo) / 2 * phase)
     horizontal = torch.cos(elevation)[:, None] * (torch.cos(azimuth)[:, None] * a + torch.sin(azimuth)[:, None] * b)
     eyes = center_t + radius * (horizontal + torch.sin(elevation)[:, None] * up_t)
     viewmats = look_at_viewmats(eyes, center_t, up=up_t.tolist())

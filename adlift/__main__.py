@@ -1,0 +1,3 @@
+from adlift.cli import run
+
+run()

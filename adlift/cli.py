@@ -1,0 +1,47 @@
+"""The ``adlift`` command line (tyro): ``adlift info|render|...``.
+
+Errors a user can cause are :class:`~adlift.errors.AdLiftError`: the CLI prints their one-line
+message to stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+import tyro
+
+from adlift.commands.info import InfoCommand
+from adlift.errors import AdLiftError
+
+#: Subcommand name -> dataclass config with a ``run()`` method.
+COMMANDS: dict[str, Callable] = {
+    "info": InfoCommand,
+}
+
+DESCRIPTION = (
+    "AdLift: protect 3D Gaussian Splatting assets against instruction-driven editing. "
+    "Run `adlift COMMAND --help` for a command's options."
+)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of the ``adlift`` console script; returns the exit status."""
+    try:
+        command = tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="adlift", description=DESCRIPTION, args=args)
+        command.run()
+    except AdLiftError as err:
+        print(f"adlift: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("adlift: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

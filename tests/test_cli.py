@@ -1,0 +1,68 @@
+"""The adlift CLI: help, info output, and the exit-2 one-line error contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adlift.cli import main
+from adlift.io.ply import write_ply
+from tests.conftest import random_scene
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adlift", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_commands_and_exits_zero():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    assert "info" in proc.stdout
+
+
+def test_info_help_explains_options():
+    proc = run_cli("info", "--help")
+    assert proc.returncode == 0
+    assert "--json" in proc.stdout and "Gaussian" in proc.stdout
+
+
+def test_info_json_reports_scene_statistics(tmp_path: Path, capsys):
+    scene = random_scene(n=123, sh_degree=2, seed=3)
+    path = write_ply(scene, tmp_path / "s.ply")
+    assert main(["info", str(path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["num_gaussians"] == 123
+    assert stats["sh_degree"] == 2
+    lo, hi = scene.bounds()
+    assert stats["bounds_min"] == pytest.approx(lo.tolist())
+    assert stats["bounds_max"] == pytest.approx(hi.tolist())
+    assert stats["opacity"]["max"] == pytest.approx(float(scene.opacities.max()), rel=1e-5)
+
+
+def test_info_table_mentions_count(tmp_path: Path, capsys):
+    path = write_ply(random_scene(n=77), tmp_path / "s.ply")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "77" in out and "SH degree" in out
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world\n", b"ply\nformat ascii 1.0\nelement vertex 3\n"])
+def test_bad_file_exits_2_with_one_line_and_no_traceback(tmp_path: Path, content: bytes):
+    path = tmp_path / "bad.ply"
+    path.write_bytes(content)
+    proc = run_cli("info", str(path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert str(path) in lines[0]
+
+
+def test_missing_file_exits_2(tmp_path: Path):
+    proc = run_cli("info", str(tmp_path / "nope.ply"))
+    assert proc.returncode == 2
+    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
