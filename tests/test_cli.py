@@ -66,3 +66,14 @@ def test_missing_file_exits_2(tmp_path: Path):
     proc = run_cli("info", str(tmp_path / "nope.ply"))
     assert proc.returncode == 2
     assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path: Path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = write_ply(random_scene(n=3), tmp_path / "perm.ply")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
