@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 from adlift.errors import SceneError
@@ -33,9 +35,13 @@ SH_COEFFS_TO_DEGREE = {1: 0, 4: 1, 9: 2, 16: 3}
 
 def sh_coeffs_for_degree(degree: int) -> int:
     """Number of SH coefficients per colour channel for ``degree`` (0..3)."""
-    if degree not in (0, 1, 2, 3):
-        raise SceneError(f"SH degree must be 0, 1, 2 or 3, got {degree}")
-    return (degree + 1) ** 2
+    try:
+        d = operator.index(degree)  # ints and numpy ints; not floats or bools
+    except TypeError:
+        d = None
+    if isinstance(degree, bool) or d not in (0, 1, 2, 3):
+        raise SceneError(f"SH degree must be 0, 1, 2 or 3, got {degree!r}")
+    return (d + 1) ** 2
 
 
 def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:
@@ -43,7 +49,7 @@ def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - 0.5) / SH_C0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # tensors have no truth value: compare with torch.testing, not ==
 class GaussianScene:
     """A set of 3D Gaussians with the INRIA 3DGS parameterisation (see the module docstring).
 
@@ -206,16 +212,34 @@ class GaussianScene:
         quats: torch.Tensor | None = None,  # [N, 4]
         sh_degree: int = 0,
     ) -> "GaussianScene":
-        """Build a scene from activated values (colour, scale, opacity) with zero higher-order SH."""
+        """Build a scene from activated values (colour, scale, opacity) with zero higher-order SH.
+
+        ``opacities`` are clamped into the open interval (0, 1) so that their logits are finite;
+        ``scales`` must be positive.
+        """
+        if not isinstance(means, torch.Tensor) or means.ndim != 2 or means.shape[1] != 3:
+            raise SceneError(f"from_activated: means must be a tensor of shape [N, 3], got {_shape(means)}")
         n = means.shape[0]
+        for name, value, shape in (("rgb", rgb, (n, 3)), ("scales", scales, (n, 3)), ("opacities", opacities, (n,)),
+                                   ("quats", quats, (n, 4))):  # fmt: skip
+            if name == "quats" and value is None:
+                continue
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+                want = ", ".join(["N"] + [str(d) for d in shape[1:]])
+                raise SceneError(f"from_activated: {name} must have shape [{want}] with N={n}, got {_shape(value)}")
+        if not means.is_floating_point():
+            raise SceneError(f"from_activated: means must be a floating-point tensor, got {means.dtype}")
+        if n and not bool((scales > 0).all()):
+            raise SceneError("from_activated: scales must be positive (they are stored as log-scales)")
         if quats is None:
             quats = torch.zeros(n, 4, dtype=means.dtype, device=means.device)
             quats[:, 0] = 1.0
         sh = torch.zeros(n, sh_coeffs_for_degree(sh_degree), 3, dtype=means.dtype, device=means.device)
-        sh[:, 0] = rgb_to_sh_dc(rgb.to(means.dtype))
+        sh[:, 0] = rgb_to_sh_dc(rgb.to(means.device, means.dtype))
         eps = torch.finfo(means.dtype).eps
-        opacities = opacities.to(means.dtype).clamp(eps, 1 - eps)
-        return cls(means, quats.to(means.dtype), torch.log(scales.to(means.dtype)), torch.logit(opacities), sh)
+        opacities = opacities.to(means.dtype).clamp(eps, 1 - eps)  # keeps NaN, which construction rejects
+        dev, dt = means.device, means.dtype
+        return cls(means, quats.to(dev, dt), torch.log(scales.to(dev, dt)), torch.logit(opacities.to(dev)), sh)
 
     # ------------------------------------------------------------------ transforms
     def _map(self, fn, check_finite: bool = False) -> "GaussianScene":
@@ -234,16 +258,43 @@ class GaussianScene:
         return self._map(lambda t: t.clone())
 
     def subset(self, index: torch.Tensor | Sequence[int] | slice) -> "GaussianScene":
-        """The Gaussians selected by a boolean mask [N], integer indices or a slice."""
-        if isinstance(index, torch.Tensor):
-            index = index.to(self.device)
-            if index.dtype == torch.bool and index.shape != (self.num_gaussians,):
-                raise SceneError(f"subset mask must have shape [N={self.num_gaussians}], got {list(index.shape)}")
-        elif not isinstance(index, slice):
-            index = torch.as_tensor(list(index), dtype=torch.long, device=self.device)
-        if isinstance(index, torch.Tensor) and index.dtype != torch.bool and index.numel() > 0:
-            if int(index.max()) >= self.num_gaussians or int(index.min()) < -self.num_gaussians:
-                raise SceneError(f"subset index out of range for a scene of {self.num_gaussians} Gaussians")
+        """The Gaussians selected by a boolean mask [N], integer indices [M] or a slice.
+
+        Masks and indices may be tensors, numpy arrays or Python sequences (a list of bools is a
+        mask). Indices may repeat and may be negative, as in ``Tensor.__getitem__``.
+        """
+        n = self.num_gaussians
+        if isinstance(index, slice):
+            if index.step == 0:
+                raise SceneError("subset slice step cannot be zero")
+            if index.step is not None and index.step < 0:  # torch slicing has no negative steps
+                index = list(range(n)[index])
+            else:
+                return self._map(lambda t: t[index])
+        if not isinstance(index, torch.Tensor):
+            try:
+                index = torch.as_tensor(np.asarray(index))
+            except (TypeError, ValueError, RuntimeError):
+                raise SceneError(
+                    f"subset needs a boolean mask, integer indices or a slice, got {type(index).__name__}"
+                ) from None
+            if index.numel() == 0:
+                index = index.to(torch.long)
+        if index.dtype == torch.bool:
+            if tuple(index.shape) != (n,):
+                raise SceneError(f"subset mask must have shape [N={n}], got {list(index.shape)}")
+        elif index.is_floating_point() or index.is_complex():
+            raise SceneError(f"subset indices must be integers or booleans, got {index.dtype}")
+        elif index.ndim != 1:
+            raise SceneError(f"subset indices must be one-dimensional, got shape {list(index.shape)}")
+        elif index.numel() > 0 and (int(index.max()) >= n or int(index.min()) < -n):
+            raise SceneError(
+                f"subset index out of range for a scene of {n} Gaussians "
+                f"(got indices from {int(index.min())} to {int(index.max())})"
+            )
+        else:
+            index = index.to(torch.long)  # uint8 tensors would index as (deprecated) masks
+        index = index.to(self.device)
         return self._map(lambda t: t[index])
 
     def with_sh_degree(self, degree: int) -> "GaussianScene":
@@ -308,3 +359,7 @@ class GaussianScene:
             if not math.isfinite(out["isotropy_ratio_median"]):
                 out["isotropy_ratio_median"] = None
         return out
+
+
+def _shape(value) -> str:
+    return str(list(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
