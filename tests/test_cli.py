@@ -77,3 +77,25 @@ def test_atomic_outputs_get_normal_permissions(tmp_path: Path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("layout", ["inria", "gsplat", "nerfstudio"])
+def test_info_reads_each_external_layout(tmp_path: Path, capsys, layout: str):
+    from tests import ply_fixtures as fx
+
+    params = fx.make_params(n=40, degree=3 if layout != "gsplat" else 1, seed=5)
+    writer = {"inria": fx.inria_3dgs_ply, "gsplat": fx.gsplat_ply, "nerfstudio": fx.nerfstudio_ply}[layout]
+    path = writer(tmp_path / f"{layout}.ply", params)
+    assert main(["info", str(path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["num_gaussians"] == 40
+    assert stats["sh_degree"] == (3 if layout != "gsplat" else 1)
+    assert stats["bounds_min"] == pytest.approx(params.means.min(axis=0).tolist(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["bust", "crate"])
+def test_info_on_bundled_scenes(capsys, name: str):
+    root = Path(__file__).resolve().parents[1] / "scenes" / name
+    assert main(["info", str(root / "scene.ply"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert 5_000 <= stats["num_gaussians"] <= 50_000
