@@ -12,11 +12,13 @@ from typing import Callable, Sequence
 import tyro
 
 from adlift.commands.info import InfoCommand
+from adlift.commands.render import RenderCommand
 from adlift.errors import AdLiftError
 
 #: Subcommand name -> dataclass config with a ``run()`` method.
 COMMANDS: dict[str, Callable] = {
     "info": InfoCommand,
+    "render": RenderCommand,
 }
 
 DESCRIPTION = (

@@ -1,0 +1,35 @@
+"""Rendering: one :func:`render` API over interchangeable backends.
+
+Backends: ``torch`` (pure PyTorch, CPU + GPU, always available), ``gsplat`` (CUDA), and ``cuda``
+(our own kernels, registered by that module when it is built).  See :mod:`adlift.render.api`.
+"""
+
+from adlift.render.api import (
+    Backend,
+    RenderOutput,
+    available_backends,
+    register_backend,
+    registered_backends,
+    render,
+    resolve_backend,
+)
+from adlift.render.gsplat_backend import gsplat_available, gsplat_unavailable_reason, render_gsplat
+from adlift.render.images import contact_sheet, save_images
+from adlift.render.torch_backend import render_torch
+
+register_backend("torch", render_torch, priority=0)
+register_backend(
+    "gsplat", render_gsplat, available=gsplat_available, priority=10, why_unavailable=gsplat_unavailable_reason
+)
+
+__all__ = [
+    "Backend",
+    "RenderOutput",
+    "available_backends",
+    "contact_sheet",
+    "register_backend",
+    "registered_backends",
+    "render",
+    "resolve_backend",
+    "save_images",
+]

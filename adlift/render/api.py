@@ -1,0 +1,162 @@
+"""One render() for every backend, and the backend registry.
+
+    out = render(scene, cameras)                 # backend="auto"
+    out.rgb    # [C, 3, H, W]
+    out.alpha  # [C, 1, H, W] accumulated opacity, 1 - final transmittance
+    out.depth  # [C, 1, H, W] expected depth sum_i w_i z_i / alpha (0 where alpha = 0)
+
+Semantics shared by every backend (they are tested against each other):
+
+* pixel (i, j) is sampled at (i + 0.5, j + 0.5) in K's coordinates; OpenCV camera axes;
+* EWA projection with gsplat's frustum-clamped Jacobian, 0.3 px^2 low-pass dilation, no
+  antialiasing compensation; Gaussians with depth outside [near_plane, far_plane] are culled;
+* colour ``max(SH(view dir) + 0.5, 0)`` with the view direction from the camera centre to the mean;
+* front-to-back compositing per 16x16 tile in depth order, ``alpha = min(0.999, o exp(-sigma))``,
+  ``alpha < 1/255`` skipped, a pixel ends before the Gaussian that would take its transmittance to
+  ``<= 1e-4`` (gsplat's exact rule); the background is added as ``T_final * background``;
+* depth is z in camera space, blended as ``sum w_i z_i`` and divided by alpha (clamped at 1e-10):
+  gsplat's "ED" mode.
+
+``rgb`` is not clamped: it lies in [0, 1] whenever the SH colours and the background do (colours
+above 1 are possible with SH, exactly as in 3DGS/gsplat, and clamping would cut gradients).
+
+Backends register themselves with :func:`register_backend`; "auto" picks the available one with
+the highest priority: ``cuda`` (our kernels, when built) > ``gsplat`` (CUDA + gsplat importable) >
+``torch`` (always).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import torch
+
+from adlift.cameras import Cameras
+from adlift.errors import AdLiftError
+from adlift.scene import GaussianScene
+
+
+@dataclasses.dataclass
+class RenderOutput:
+    """Rendered images of C cameras (float tensors in the scene's dtype, on its device)."""
+
+    rgb: torch.Tensor  # [C, 3, H, W]
+    alpha: torch.Tensor  # [C, 1, H, W]
+    depth: torch.Tensor  # [C, 1, H, W] expected depth (normalised by alpha)
+    visible: torch.Tensor  # [C, N] bool: Gaussian reaches the image (not culled) in that view
+    backend: str  # name of the backend that rendered
+
+
+#: A backend's render function: (scene, cameras, background [C, 3] | None, sh_degree,
+#: near_plane, far_plane) -> dict with rgb, alpha, depth, visible.
+RenderFn = Callable[..., dict]
+
+
+@dataclasses.dataclass
+class Backend:
+    """A registered renderer."""
+
+    name: str
+    render: RenderFn
+    available: Callable[[], bool]
+    """Cheap check (import + device), called at dispatch time."""
+    priority: int = 0
+    """Higher wins for backend="auto"."""
+    why_unavailable: Callable[[], str] = lambda: "not available on this machine"
+    """One-line reason shown when the backend was asked for but cannot run."""
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+#: Backends the project knows about that register themselves only when they can be built.
+_NOT_BUILT = {"cuda": "our CUDA rasteriser (cuda/) is not built here; it needs a CUDA GPU and a CUDA build of torch"}
+
+
+def register_backend(
+    name: str,
+    render: RenderFn,
+    *,
+    available: Callable[[], bool] = lambda: True,
+    priority: int = 0,
+    why_unavailable: Callable[[], str] | None = None,
+) -> None:
+    """Add (or replace) a backend; a later ``cuda`` extension calls this on import."""
+    _BACKENDS[name] = Backend(
+        name, render, available, priority, why_unavailable or (lambda: "not available on this machine")
+    )
+
+
+def registered_backends() -> list[str]:
+    """Names of all registered backends, best first."""
+    return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority)]
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here, best first (what "auto" chooses from)."""
+    return [name for name in registered_backends() if _BACKENDS[name].available()]
+
+
+def resolve_backend(name: str = "auto") -> Backend:
+    """The backend ``name`` stands for; AdLiftError if it is unknown or cannot run here."""
+    if name == "auto":
+        avail = available_backends()
+        if not avail:  # torch is always registered; only reachable if someone unregistered it
+            raise AdLiftError("no render backend is available")
+        return _BACKENDS[avail[0]]
+    if name not in _BACKENDS:
+        if name in _NOT_BUILT:
+            raise AdLiftError(f"render backend {name!r} is unavailable: {_NOT_BUILT[name]}")
+        known = ", ".join(["auto"] + registered_backends())
+        raise AdLiftError(f"unknown render backend {name!r}; choose one of: {known}")
+    backend = _BACKENDS[name]
+    if not backend.available():
+        raise AdLiftError(f"render backend {name!r} is unavailable: {backend.why_unavailable()}")
+    return backend
+
+
+def _background(background, n_cam: int, device, dtype) -> torch.Tensor | None:
+    """None or a colour [3] / per-camera colours [C, 3] -> [C, 3] tensor."""
+    if background is None:
+        return None
+    bg = torch.as_tensor(background, dtype=dtype).to(device=device, dtype=dtype)
+    if bg.shape == (3,):
+        bg = bg.expand(n_cam, 3)
+    if bg.shape != (n_cam, 3):
+        raise AdLiftError(f"background must be a colour of shape [3] or [C={n_cam}, 3], got {list(bg.shape)}")
+    return bg
+
+
+def render(
+    scene: GaussianScene,
+    cameras: Cameras,
+    *,
+    backend: str = "auto",
+    background: torch.Tensor | Sequence[float] | None = None,
+    sh_degree: int | None = None,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> RenderOutput:
+    """Render ``scene`` from every camera; see the module docstring for the exact semantics.
+
+    Args:
+        scene: the Gaussians (any float dtype for ``torch``; ``gsplat`` renders in float32).
+        cameras: C cameras, moved to the scene's device.
+        backend: "auto", "torch", "gsplat" or any registered name.
+        background: None (black) or an RGB colour [3] (tuple or tensor), or one per camera [C, 3].
+        sh_degree: SH degree to evaluate; None uses the scene's, a lower one truncates.
+        near_plane, far_plane: depth range (camera z) of the Gaussians that are drawn.
+    """
+    if not isinstance(scene, GaussianScene):
+        raise AdLiftError(f"render() needs a GaussianScene, got {type(scene).__name__}")
+    if not isinstance(cameras, Cameras):
+        raise AdLiftError(f"render() needs Cameras, got {type(cameras).__name__}")
+    degree = scene.sh_degree if sh_degree is None else int(sh_degree)
+    if not 0 <= degree <= scene.sh_degree:
+        raise AdLiftError(f"sh_degree={sh_degree} is outside 0..{scene.sh_degree} (the scene's SH degree)")
+    if not 0 <= near_plane < far_plane:
+        raise AdLiftError(f"need 0 <= near_plane < far_plane, got near={near_plane}, far={far_plane}")
+    chosen = resolve_backend(backend)
+    bg = _background(background, len(cameras), scene.device, scene.dtype)
+    out = chosen.render(scene, cameras, bg, degree, near_plane=near_plane, far_plane=far_plane)
+    return RenderOutput(out["rgb"], out["alpha"], out["depth"], out["visible"], chosen.name)
