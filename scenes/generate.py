@@ -45,6 +45,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 from skimage.draw import polygon
 
+from adlift.io.atomic import atomic_path
 from adlift.cameras import Cameras, intrinsics_matrix, look_at_viewmats, orbit_cameras, split_train_novel
 from adlift.io.nerfstudio import write_transforms
 from adlift.io.ply import write_ply
@@ -756,6 +757,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=SCENES_DIR, help="scenes root to write or check (default: scenes/)")
     parser.add_argument("--only", choices=sorted(SCENES), action="append", help="only this scene (repeatable)")
+    parser.add_argument(
+        "--previews", action="store_true", help="also render <scene>/preview.png (the novel views) with adlift.render"
+    )
     args = parser.parse_args(argv)
     names = args.only or list(SCENES)
     torch.set_num_threads(1)  # deterministic and quick; the scenes are small
@@ -768,7 +772,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{info['views'][0]} train + {info['views'][1]} novel views, {info['bytes'] / 1e6:.2f} MB "
             f"-> {args.out / name}"
         )
+        if args.previews:
+            print(f"  preview -> {write_preview(args.out / name)}")
     return 0
+
+
+def write_preview(scene_dir: Path, size: int = 160) -> Path:
+    """Render the novel views of ``scene_dir`` with the torch backend into ``preview.png`` (one row).
+
+    Previews are pictures for people, not reference data: ``--check`` does not compare them.
+    """
+    from adlift.io import load_cameras, read_ply
+    from adlift.render import contact_sheet, render
+
+    scene = read_ply(scene_dir / "scene.ply")
+    cams = load_cameras(scene_dir / "transforms.json", split="novel", width=size, height=size)
+    with torch.no_grad():
+        rgb = render(scene, cams, backend="torch", background=torch.ones(3)).rgb
+    sheet = contact_sheet(rgb, cams.names, columns=len(cams))
+    path = scene_dir / "preview.png"
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG", optimize=True)
+    return path
 
 
 if __name__ == "__main__":
