@@ -52,7 +52,7 @@ class RenderCommand:
 
     def run(self) -> None:
         from adlift.render import render
-        from adlift.render.images import contact_sheet, save_images
+        from adlift.render.images import contact_sheet, save_images, save_png
 
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         scene = read_ply(self.scene).to(device)
@@ -66,15 +66,6 @@ class RenderCommand:
                 images.append(out.rgb.cpu())
         rgb = torch.cat(images)
         paths = save_images(rgb, cameras.names, self.out)
-        sheet = contact_sheet(rgb, cameras.names)
-        sheet_path = self.out / "contact_sheet.png"
-        save_pil_atomic(sheet, sheet_path)
+        sheet_path = save_png(contact_sheet(rgb, cameras.names), self.out / "contact_sheet.png")
         print(f"wrote {len(paths)} views ({cameras.width}x{cameras.height}) and {sheet_path}")
 
-
-def save_pil_atomic(image, path: Path) -> None:
-    """Save a PIL image as PNG through a temporary file."""
-    from adlift.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")

@@ -39,11 +39,16 @@ def save_images(rgb: torch.Tensor, names: Sequence[str], out_dir: str | Path) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for img, name in zip(to_uint8(rgb), safe):
-        path = out_dir / f"{name}.png"
-        with atomic_path(path) as tmp:
-            Image.fromarray(img).save(tmp, format="PNG")
-        paths.append(path)
+        paths.append(save_png(Image.fromarray(img), out_dir / f"{name}.png"))
     return paths
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """Save a PIL image as PNG atomically (temp file + rename); returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+    return path
 
 
 def contact_sheet(
