@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import tyro
 
+from adlift.commands.edit import EditCommand
 from adlift.commands.info import InfoCommand
 from adlift.commands.render import RenderCommand
 from adlift.errors import AdLiftError
@@ -19,6 +20,7 @@ from adlift.errors import AdLiftError
 COMMANDS: dict[str, Callable] = {
     "info": InfoCommand,
     "render": RenderCommand,
+    "edit": EditCommand,
 }
 
 DESCRIPTION = (

@@ -1,0 +1,137 @@
+"""``adlift edit``: 2D and 3D edits of a bundled scene with the tiny editor, and its error contract."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from adlift.cli import main
+from adlift.io.ply import read_ply
+from tests.test_editors import TINY_CACHE, single_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+REPO = Path(__file__).resolve().parents[1]
+BUST = REPO / "scenes" / "bust" / "scene.ply"
+BUST_CAMS = REPO / "scenes" / "bust" / "transforms.json"
+
+
+def run_cli(*args: str, hf_home: Path) -> subprocess.CompletedProcess:
+    """``python -m adlift ARGS`` offline, with an empty hub cache and the session's tiny-model cache.
+
+    The first run that needs the tiny model builds it there (atomically); later runs reuse it.
+    """
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(hf_home),
+        ADLIFT_CACHE_DIR=str(TINY_CACHE),
+        OMP_NUM_THREADS="1",  # see tests.test_editors.single_thread
+    )
+    env.pop("HF_HUB_CACHE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "adlift", *args], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_edit_2d_with_tiny_editor_writes_views_sheet_and_metadata(tmp_path):
+    out = tmp_path / "out2d"
+    proc = run_cli(
+        "edit", str(BUST), "--instruction", "turn him into a clown", "--editor", "tiny", "--mode", "2d",
+        "--cameras", str(BUST_CAMS), "--split", "novel", "--width", "32", "--steps", "3", "--out", str(out),
+        hf_home=tmp_path / "hf",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "untrained test model" in proc.stdout.splitlines()[0]  # the warning comes first
+    names = ["bust_0000", "bust_0008", "bust_0016", "bust_0024"]  # the novel views
+    for sub in ("original", "edited"):
+        assert sorted(p.stem for p in (out / sub).glob("*.png")) == names
+        assert Image.open(out / sub / "bust_0000.png").size == (32, 32)
+    sheet = Image.open(out / "before_after.png").convert("RGB")
+    assert sheet.size[0] > 8 * 32 and sheet.size[1] > 32  # 4 pairs side by side in one row
+    assert sheet.getpixel((1, 1)) == (200, 0, 0)  # the red "untrained test model" banner
+    meta = json.loads((out / "edit.json").read_text())
+    assert meta["editor"] == "tiny" and meta["untrained_test_model"] is True
+    assert meta["instruction"] == "turn him into a clown" and meta["mode"] == "2d" and meta["views"] == names
+    assert meta["guidance_scale"] == 7.5 and meta["steps"] == 3
+    # The edited PNGs are not the originals.
+    a = torch.tensor(list(Image.open(out / "original" / "bust_0000.png").getdata()), dtype=torch.float32)
+    b = torch.tensor(list(Image.open(out / "edited" / "bust_0000.png").getdata()), dtype=torch.float32)
+    assert (a - b).abs().mean() > 2.0
+
+
+def test_edit_3d_with_tiny_editor_writes_an_edited_ply_and_renders(tmp_path):
+    out = tmp_path / "out3d"
+    before = sha256(BUST)
+    proc = run_cli(
+        "edit", str(BUST), "--instruction", "make it snow", "--editor", "tiny", "--mode", "3d",
+        "--cameras", "orbit:2,size=32x32", "--steps", "2", "--gs-steps", "2", "--rounds", "1", "--out", str(out),
+        hf_home=tmp_path / "hf",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "untrained test model" in proc.stdout
+    assert sha256(BUST) == before  # the input asset is untouched
+    edited = read_ply(out / "edited.ply")
+    raw = read_ply(BUST)
+    assert edited.num_gaussians == raw.num_gaussians
+    assert (edited.sh - raw.sh).abs().max() > 1e-5 and (edited.means - raw.means).abs().max() > 0
+    for sub in ("original", "targets", "edited"):
+        assert len(list((out / sub).glob("*.png"))) == 2
+    assert (out / "before_after.png").is_file()
+    assert not (out / "checkpoint.pt").exists()  # removed after a finished run
+    meta = json.loads((out / "edit.json").read_text())
+    assert meta["mode"] == "3d" and meta["untrained_test_model"] is True and meta["guidance_scale"] == 12.5
+    assert meta["config"]["gs_steps"] == 2 and len(meta["history"]) == 1
+    assert meta["history"][0]["loss_after_fit"] <= meta["history"][0]["loss_before_fit"] + 1e-3
+
+
+def test_missing_weights_exit_2_with_one_line_and_no_traceback(tmp_path):
+    proc = run_cli(
+        "edit", str(BUST), "--instruction", "x", "--editor", "ip2p", "--out", str(tmp_path / "o"),
+        hf_home=tmp_path / "empty-hf",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("adlift: error: ") and "timbrooks/instruct-pix2pix" in lines[0]
+    assert str(tmp_path / "empty-hf" / "hub") in lines[0] and "HF_HOME" in lines[0]
+    assert not (tmp_path / "o" / "edit.json").exists()
+
+
+def test_missing_local_model_directory_exits_2(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "ip2p-model"
+    code = main(["edit", str(BUST), "--instruction", "x", "--editor", str(missing), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(missing) in err and "does not exist" in err
+
+
+def test_3d_edit_refuses_to_overwrite_its_input(tmp_path, capsys):
+    scene = tmp_path / "edited.ply"
+    scene.write_bytes(BUST.read_bytes())
+    before = sha256(scene)
+    code = main(["edit", str(scene), "--instruction", "x", "--editor", "tiny", "--mode", "3d", "--out", str(tmp_path)])
+    assert code == 2 and "overwrite" in capsys.readouterr().err
+    assert sha256(scene) == before
+
+
+def test_edit_help_documents_the_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["edit", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--instruction", "--mode", "--editor", "--cameras", "--gs-steps", "--rounds", "--seed", "tiny"):
+        assert option in text
