@@ -29,10 +29,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Until protection lands, the demo renders the bundled bust and edits its novel views with the
+# tiny offline InstructPix2Pix (an UNTRAINED test model: its edits are noise, not a real edit).
 demo: $(STAMP)
 	$(VENV)/bin/adlift info scenes/bust/scene.ply
-	$(VENV)/bin/adlift render scenes/bust/scene.ply --cameras scenes/bust/transforms.json --out $(DEMO_OUT)/bust
-	@echo "Demo renders written to $(DEMO_OUT)/bust (contact sheet: $(DEMO_OUT)/bust/contact_sheet.png)"
+	$(VENV)/bin/adlift render scenes/bust/scene.ply --cameras scenes/bust/transforms.json --out $(DEMO_OUT)/render
+	HF_HUB_OFFLINE=1 $(VENV)/bin/adlift edit scenes/bust/scene.ply --instruction "turn her into a clown" \
+		--editor tiny --mode 2d --cameras scenes/bust/transforms.json --split novel --out $(DEMO_OUT)/edit2d
+	@echo "Demo outputs: $(DEMO_OUT)/render/contact_sheet.png and $(DEMO_OUT)/edit2d/before_after.png"
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
