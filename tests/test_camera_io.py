@@ -330,7 +330,7 @@ def test_colmap_camera_models(tmp_path):
     torch.testing.assert_close(cams.Ks[0], torch.tensor([[50.0, 0, 30], [0, 51, 20], [0, 0, 1]]))
     torch.testing.assert_close(cams.Ks[1], torch.tensor([[60.0, 0, 32], [0, 61, 24], [0, 0, 1]]))
     (tmp_path / "cameras.txt").write_text("1 SIMPLE_RADIAL 64 48 50 30 20 0.01\n2 RADIAL 64 48 55 32 24 0 0\n")
-    with pytest.warns(UserWarning, match=r"camera 1 \(SIMPLE_RADIAL\) is ignored"):
+    with pytest.warns(UserWarning, match=r"distortion \(camera 1 \(SIMPLE_RADIAL\)\) is ignored"):
         cams = load_cameras(tmp_path)
     torch.testing.assert_close(cams.Ks[1], torch.tensor([[55.0, 0, 32], [0, 55, 24], [0, 0, 1]]))
     (tmp_path / "cameras.txt").write_text("1 OPENCV_FISHEYE 64 48 50 50 30 20 0 0 0 0\n2 PINHOLE 64 48 50 51 30 20\n")
@@ -444,7 +444,7 @@ BAD_FILES = {
     "colmap zero images": (lambda p: _colmap_text(p, "1 PINHOLE 8 8 4 4 4 4\n", "# none\n"), "zero registered images"),
     "colmap short image line": (lambda p: _colmap_text(p, "1 PINHOLE 8 8 4 4 4 4\n", "1 1 0 0 0 0 0 1\n\n"), "line 1: expected 'IMAGE_ID"),  # noqa: E501
     "colmap zero quaternion": (lambda p: _colmap_text(p, "1 PINHOLE 8 8 4 4 4 4\n", "1 0 0 0 0 0 0 1 1 a.png\n\n"), "zero quaternion"),  # noqa: E501
-    "colmap mixed sizes": (lambda p: _colmap_text(p, "1 PINHOLE 8 8 4 4 4 4\n2 PINHOLE 8 9 4 4 4 4\n", "1 1 0 0 0 0 0 1 1 a.png\n\n2 1 0 0 0 0 0 1 2 b.png\n\n"), "different sizes"),  # noqa: E501
+    "colmap mixed sizes": (lambda p: _colmap_text(p, "1 PINHOLE 8 8 4 4 4 4\n2 PINHOLE 8 9 4 4 4 4\n", "1 1 0 0 0 0 0 1 1 a.png\n\n2 1 0 0 0 0 0 1 2 b.png\n\n"), "different image sizes"),  # noqa: E501
 }
 
 

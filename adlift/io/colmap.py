@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import math
 import struct
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from adlift.cameras import Cameras
+from adlift.io.camera_checks import single_image_size
 from adlift.errors import CameraError, FileFormatError
 from adlift.io.atomic import atomic_path, write_text_atomic
 
@@ -307,17 +307,7 @@ def read_colmap(path: str | Path) -> Cameras:
         Ks.append([[params[ifx], 0.0, params[icx]], [0.0, params[ify], params[icy]], [0.0, 0.0, 1.0]])
         names.append(Path(name).stem)
         sizes.add((width, height))
-    if len(sizes) > 1:
-        raise FileFormatError(
-            cams_path, f"images have different sizes {sorted(sizes)}; AdLift needs one image size per camera file"
-        )
-    if distorted:
-        warnings.warn(
-            f"{cams_path}: lens distortion of {', '.join(sorted(distorted))} is ignored; "
-            "AdLift renders undistorted pinhole views",
-            stacklevel=2,
-        )
-    (width, height), = sizes
+    width, height = single_image_size(cams_path, sizes, distorted, "images")
     try:
         return Cameras(
             torch.as_tensor(np.stack(viewmats)).float(), torch.tensor(Ks, dtype=torch.float32), width, height, names

@@ -35,13 +35,13 @@ from __future__ import annotations
 import json
 import math
 import posixpath
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from adlift.cameras import Cameras
+from adlift.io.camera_checks import single_image_size
 from adlift.errors import CameraError, FileFormatError
 from adlift.io.atomic import write_text_atomic
 
@@ -255,17 +255,7 @@ def read_transforms_with_splits(path: str | Path) -> tuple[Cameras, dict[str, li
         names.append(Path(fp.replace("\\", "/")).stem)
         file_paths.append(fp)
 
-    if len(sizes) > 1:
-        raise FileFormatError(
-            path, f"frames have different image sizes {sorted(sizes)}; AdLift needs one size per camera file"
-        )
-    if distorted:
-        warnings.warn(
-            f"{path}: non-zero lens distortion ({', '.join(sorted(distorted))}) is ignored; "
-            "AdLift renders undistorted pinhole views",
-            stacklevel=3,
-        )
-    (width, height), = sizes
+    width, height = single_image_size(path, sizes, distorted, "frames")
     try:
         cameras = Cameras.from_camtoworlds_opengl(
             torch.stack(c2ws), torch.tensor(Ks, dtype=torch.float64), width, height, names
