@@ -783,7 +783,7 @@ def test_fuzzed_files_load_or_raise_file_format_error(tmp_path, seed, fmt):
 # writing: validation and atomicity
 # ---------------------------------------------------------------------------------------------
 class _Boom(RuntimeError):
-    pass
+    """Raised by the monkeypatched writer to simulate a crash mid-write."""
 
 
 def _failing_write(exc: Exception):
