@@ -1,0 +1,32 @@
+"""Protection: safeguard Gaussians optimised with Lifted PGD (or a baseline) against an editor.
+
+    from adlift.attacks import AdversarialLoss, LossConfig
+    from adlift.protect import ProtectConfig, protect
+    loss = AdversarialLoss(editor.surface, "turn him into a clown", LossConfig(kind="encoder"))
+    result = protect(scene, train_cameras, loss, ProtectConfig(eta=8/255), novel_cameras=novel)
+    result.protected   # raw (frozen) + safeguard, one GaussianScene
+    result.summary     # losses, PSNR, L-infinity on training and novel views
+
+Modules: :mod:`~adlift.protect.safeguard` (init, trainable groups), :mod:`~adlift.protect.engine`
+(shared state, fitting, checkpoints), :mod:`~adlift.protect.lifted` (Lifted PGD),
+:mod:`~adlift.protect.baselines` (fit2d, direct), :mod:`~adlift.protect.api` (``protect``),
+:mod:`~adlift.protect.output` (the .ply + manifest.json a run writes).
+"""
+
+from adlift.protect.api import ProtectResult, protect, summarise, view_metrics
+from adlift.protect.config import METHODS, ProtectConfig
+from adlift.protect.safeguard import GROUPS, SafeguardConfig, SafeguardInit, init_safeguard, split_opacity_logits
+
+__all__ = [
+    "GROUPS",
+    "METHODS",
+    "ProtectConfig",
+    "ProtectResult",
+    "SafeguardConfig",
+    "SafeguardInit",
+    "init_safeguard",
+    "protect",
+    "split_opacity_logits",
+    "summarise",
+    "view_metrics",
+]

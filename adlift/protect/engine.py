@@ -1,0 +1,223 @@
+"""The state every protection method shares, and the loop that runs, checkpoints and resumes it.
+
+A method (:mod:`adlift.protect.lifted`, :mod:`adlift.protect.baselines`) is a list of *work units*
+(e.g. "round 1, view 7") and a function doing one unit on a :class:`ProtectionState`. The
+engine renders the raw views once, creates the safeguard, runs the units in order with a
+progress bar, saves a checkpoint (atomically) every few units, and resumes from one: all random
+draws come from one generator whose state is checkpointed, so an interrupted and resumed run
+ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from adlift.attacks.losses import AdversarialLoss
+from adlift.cameras import Cameras
+from adlift.errors import AdLiftError
+from adlift.protect.config import ProtectConfig
+from adlift.protect.safeguard import SafeguardParams, init_safeguard
+from adlift.scene import GaussianScene
+
+#: Bumped when the checkpoint layout changes.
+CHECKPOINT_VERSION = 1
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB between images in [0, 1] (inf when identical)."""
+    mse = float((a.float() - b.float()).square().mean())
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def budget_excess(rgb: torch.Tensor, raw: torch.Tensor, eta: float) -> torch.Tensor:
+    """Mean amount by which |rgb - raw| exceeds eta (0 inside the budget); differentiable."""
+    return torch.relu((rgb - raw).abs() - eta).mean()
+
+
+def scene_checksum(scene: GaussianScene) -> str:
+    """A short hash of a scene's parameters (detects a checkpoint of another scene)."""
+    h = hashlib.sha256()
+    for t in scene.tensors().values():
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class ProtectionState:
+    """Everything a protection method reads and changes."""
+
+    def __init__(self, raw: GaussianScene, cameras: Cameras, loss: AdversarialLoss, config: ProtectConfig):
+        from adlift.editors.scene_edit import scene_extent
+        from adlift.render import render
+
+        config.validate()
+        if len(cameras) == 0:
+            raise AdLiftError("protection needs at least one training camera")
+        self.config = config
+        self.loss = loss
+        self.raw = raw.detach()
+        self.device = raw.device
+        self.cameras = cameras.to(self.device)
+        self.views = [self.cameras[i] for i in range(len(cameras))]
+        self.background = torch.tensor(config.background, dtype=raw.dtype, device=self.device)
+        self._render = render
+        with torch.no_grad():
+            self.raw_renders = torch.cat([self.render(self.raw, [i]) for i in range(len(self.views))]).clamp(0, 1)
+        init = init_safeguard(self.raw, self.cameras, config.safeguard, backend=config.backend)
+        self.frozen = init.frozen
+        self.source_index = init.source_index
+        self.params = SafeguardParams(init.safeguard, config.safeguard, scene_extent(self.cameras, self.raw))
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.targets: dict[int, torch.Tensor] = {}  # view index -> [1, 3, H, W] target image
+        self.history: list[dict] = []
+        self.units_done = 0
+        self.seconds = 0.0
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, scene: GaussianScene, views: list[int]) -> torch.Tensor:
+        """RGB of ``scene`` from training views ``views``: [len(views), 3, H, W] (not clamped)."""
+        cams = self.cameras[views] if len(views) > 1 else self.views[views[0]]
+        bg = self.background.expand(len(views), 3)
+        return self._render(scene, cams, backend=self.config.backend, background=bg).rgb
+
+    def protected_scene(self) -> GaussianScene:
+        """Frozen raw Gaussians followed by the current safeguard (gradients reach the safeguard)."""
+        return GaussianScene.concat([self.frozen, self.params.scene()])
+
+    def render_protected(self, views: list[int]) -> torch.Tensor:
+        """Detached, clamped render of the protected scene: [len(views), 3, H, W]."""
+        with torch.no_grad():
+            return self.render(self.protected_scene(), views).clamp(0.0, 1.0)
+
+    # ------------------------------------------------------------------ shared steps
+    def replay_views(self, current: int | None, pool: list[int]) -> list[int]:
+        """``current`` plus up to ``replay`` random other views of ``pool`` that have targets."""
+        others = [v for v in pool if v != current and v in self.targets]
+        take = min(self.config.replay + (current is None), len(others))
+        picks = torch.randperm(len(others), generator=self.generator)[:take].tolist() if take else []
+        return ([current] if current is not None else []) + [others[p] for p in picks]
+
+    def fit(self, current: int | None, steps: int, pool: list[int] | None = None) -> float:
+        """Image-to-Gaussian fitting of the safeguard only: ``steps`` Adam steps; returns the last L1.
+
+        Each step renders ``current`` and replayed views, and minimises L1 to their targets plus
+        ``budget_weight`` x the excess over the budget around the raw renders.
+        """
+        pool = pool if pool is not None else sorted(self.targets)
+        last = float("nan")
+        opt = self.params.optimizer
+        for _ in range(steps):
+            views = self.replay_views(current, pool)
+            if not views:
+                break
+            rgb = self.render(self.protected_scene(), views)  # [B, 3, H, W]
+            target = torch.cat([self.targets[v] for v in views])
+            raw = self.raw_renders[views]
+            l1 = (rgb - target).abs().mean()
+            loss = l1 + self.config.budget_weight * budget_excess(rgb, raw, self.config.eta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            last = float(l1.detach())
+        return last
+
+    def view_quality(self, view: int) -> dict:
+        """L-infinity (x255) and PSNR of the current protected render of a view against the raw render."""
+        x = self.render_protected([view])
+        diff = (x - self.raw_renders[view : view + 1]).abs()
+        return {"linf_255": float(diff.max()) * 255.0, "psnr": psnr(x, self.raw_renders[view : view + 1])}
+
+    # ------------------------------------------------------------------ checkpoints
+    def fingerprint(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": self.config.fingerprint(),
+            "instruction": self.loss.instruction,
+            "scene": scene_checksum(self.raw),
+            "views": list(self.cameras.names),
+            "size": [self.cameras.width, self.cameras.height],
+        }
+
+    def save_checkpoint(self, path: Path) -> None:
+        from adlift.io.atomic import atomic_path
+
+        state = {
+            "fingerprint": self.fingerprint(),
+            "units_done": self.units_done,
+            "params": self.params.state_dict(),
+            "generator": self.generator.get_state(),
+            "targets": {k: v.detach().cpu() for k, v in self.targets.items()},
+            "history": self.history,
+            "seconds": self.seconds,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+            raise AdLiftError(f"{path}: cannot read the checkpoint ({e.__class__.__name__}); delete it to start over") from None
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint():
+            raise AdLiftError(
+                f"{path} is a checkpoint of a different run (scene, views, instruction or settings differ); "
+                "delete it or choose another output directory"
+            )
+        self.params.load_state_dict(state["params"])
+        self.generator.set_state(state["generator"])
+        self.targets = {int(k): v.to(self.device) for k, v in state["targets"].items()}
+        self.history = list(state["history"])
+        self.units_done = int(state["units_done"])
+        self.seconds = float(state["seconds"])
+
+
+#: A method: (state) -> list of units; (state, unit) -> dict of numbers for the history and progress bar.
+Planner = Callable[[ProtectionState], list]
+UnitRunner = Callable[[ProtectionState, object], dict]
+
+
+def run_units(
+    state: ProtectionState,
+    plan: Planner,
+    run_unit: UnitRunner,
+    *,
+    on_unit: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run ``plan(state)``'s units from ``state.units_done`` on, with progress and checkpoints.
+
+    ``on_unit(done, total)`` is called after each unit (after its checkpoint): tests use it to
+    interrupt a run; a GUI could use it for progress.
+    """
+    cfg = state.config
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        state.load_checkpoint(ckpt)
+    units = plan(state)
+    total = len(units)
+    bar = tqdm(total=total, initial=state.units_done, desc=cfg.method, unit="view", disable=not cfg.progress,
+               dynamic_ncols=True)  # fmt: skip
+    try:
+        while state.units_done < total:
+            unit = units[state.units_done]
+            tic = time.perf_counter()
+            record = run_unit(state, unit)
+            state.seconds += time.perf_counter() - tic
+            record["seconds"] = round(time.perf_counter() - tic, 4)
+            state.history.append(record)
+            state.units_done += 1
+            bar.update(1)
+            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in record.items()
+                             if k in ("loss", "psnr", "linf_255")})  # fmt: skip
+            last_of_round = state.units_done == total or record.get("end_of_round", False)
+            if ckpt is not None and (state.units_done % cfg.checkpoint_every == 0 or last_of_round):
+                state.save_checkpoint(ckpt)
+            if on_unit is not None:
+                on_unit(state.units_done, total)
+    finally:
+        bar.close()

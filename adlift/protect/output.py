@@ -1,0 +1,174 @@
+"""What a protection run leaves on disk (every file written atomically).
+
+    OUT/protected.ply     raw + safeguard merged: ONE standard INRIA-layout 3DGS .ply
+    OUT/safeguard.ply     the safeguard alone (only with save_safeguard)
+    OUT/transforms.json   the cameras used (nerfstudio layout; train/test lists = train/novel views)
+    OUT/manifest.json     version, settings, instruction, editor, eta, per-view metrics, safeguard range
+    OUT/preview.png       raw | protected | |difference| x gain for a few training and novel views
+
+``manifest.json`` fields (schema version :data:`MANIFEST_VERSION`):
+
+* ``adlift_version``, ``manifest_version``, ``created`` (UTC ISO time), ``seconds``
+* ``raw_scene`` {path, sha256, num_gaussians}; ``protected_scene`` {path, num_gaussians};
+  ``safeguard`` {first, count, source_index_file or null, init, trainable}
+  (Gaussians ``first`` .. ``first + count - 1`` of protected.ply are the safeguard)
+* ``instruction``, ``editor`` (name, model, untrained_test_model, device, dtype, diffusers), ``loss``
+* ``method``, ``eta`` (and ``eta_255``), ``config`` (every setting of the run)
+* ``cameras`` {file, source, width, height, train: [names], novel: [names]}
+* ``views``: per view {name, split, loss_raw, loss_protected, linf_255, psnr, within_budget}
+* ``summary``: means per split and ``novel_share`` (novel loss reduction / training loss reduction)
+* ``history``: one record per work unit; ``warning`` when the editor is the untrained test model
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from adlift.cameras import Cameras
+from adlift.protect.api import ProtectResult
+from adlift.protect.config import ProtectConfig, to_jsonable
+from adlift.scene import GaussianScene
+
+MANIFEST_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def difference_image(
+    protected: torch.Tensor,  # [C, 3, H, W]
+    raw: torch.Tensor,  # [C, 3, H, W]
+    eta: float,
+) -> torch.Tensor:
+    """|protected - raw| scaled so that eta maps to full brightness: [C, 3, H, W] in [0, 1]."""
+    return ((protected - raw).abs() / max(eta, 1e-8)).clamp(0.0, 1.0)
+
+
+def save_preview(
+    path: Path,
+    raw: torch.Tensor,  # [C, 3, H, W]
+    protected: torch.Tensor,  # [C, 3, H, W]
+    names: list[str],
+    eta: float,
+    banner: str = "",
+) -> Path:
+    """A sheet with one row per view: raw | protected | |difference| (eta = white)."""
+    from adlift.render.images import contact_sheet, save_png, with_banner
+
+    diff = difference_image(protected, raw, eta)
+    triples = torch.stack([raw, protected, diff], dim=1).flatten(0, 1)  # [3C, 3, H, W]
+    labels = [f"{n} {tag}" for n in names for tag in ("raw", "protected", "|diff|/eta")]
+    return save_png(with_banner(contact_sheet(triples, labels, columns=3), banner), path)
+
+
+def write_protection(
+    out: Path,
+    result: ProtectResult,
+    *,
+    raw: GaussianScene,
+    raw_path: Path,
+    train_cameras: Cameras,
+    novel_cameras: Cameras | None,
+    instruction: str,
+    editor_metadata: dict,
+    config: ProtectConfig,
+    cameras_source: str,
+    save_safeguard: bool = False,
+    preview_views: int = 2,
+) -> dict:
+    """Write the files listed in the module docstring into ``out``; returns the manifest."""
+    from adlift.io.atomic import write_text_atomic
+    from adlift.io.nerfstudio import write_transforms
+    from adlift.io.ply import write_ply
+    from adlift.protect.api import render_views
+
+    out.mkdir(parents=True, exist_ok=True)
+    untrained = bool(editor_metadata.get("untrained_test_model"))
+    note = " (untrained test model: not a real protection)" if untrained else ""
+    comment = f"adlift protect {config.method}, instruction {instruction!r}, eta {config.eta * 255:.3g}/255{note}"
+    write_ply(result.protected, out / "protected.ply", comments=[comment.replace("\n", " ")])
+    if save_safeguard:
+        write_ply(result.safeguard, out / "safeguard.ply", comments=["adlift safeguard Gaussians"])
+    all_cams = Cameras.concat([train_cameras] + ([novel_cameras] if novel_cameras is not None else []))
+    splits = {"train": list(train_cameras.names)}
+    if novel_cameras is not None:
+        splits["novel"] = list(novel_cameras.names)
+    write_transforms(out / "transforms.json", all_cams.to("cpu"), splits)
+
+    # Preview: the first few training and novel views.
+    pick = [("train", i) for i in range(min(preview_views, len(train_cameras)))]
+    if novel_cameras is not None:
+        pick += [("novel", i) for i in range(min(preview_views, len(novel_cameras)))]
+    cams = Cameras.concat([(train_cameras if s == "train" else novel_cameras)[[i]] for s, i in pick])
+    raw_img = render_views(raw.to(result.protected.device), cams, config).cpu()
+    prot_img = render_views(result.protected, cams, config).cpu()
+    banner = "UNTRAINED TEST MODEL (editor 'tiny'): not a real protection" if untrained else ""
+    save_preview(out / "preview.png", raw_img, prot_img, [f"{s}:{n}" for (s, _), n in zip(pick, cams.names)],
+                 config.eta, banner)  # fmt: skip
+
+    import adlift
+
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "adlift_version": adlift.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(result.seconds, 3),
+        "raw_scene": {"path": str(raw_path), "sha256": file_sha256(raw_path), "num_gaussians": result.num_raw},
+        "protected_scene": {"path": "protected.ply", "num_gaussians": result.protected.num_gaussians},
+        "safeguard": {
+            "first": result.num_raw,
+            "count": result.protected.num_gaussians - result.num_raw,
+            "file": "safeguard.ply" if save_safeguard else None,
+            "init": config.safeguard.init,
+            "trainable": list(config.safeguard.trainable),
+            "source_index_hash": hashlib.sha256(result.source_index.numpy().tobytes()).hexdigest()[:16],
+        },
+        "instruction": instruction,
+        "editor": editor_metadata,
+        "loss": config.loss.describe(),
+        "method": config.method,
+        "eta": config.eta,
+        "eta_255": config.eta * 255.0,
+        "config": to_jsonable(dataclasses.asdict(config)),
+        "cameras": {
+            "file": "transforms.json",
+            "source": cameras_source,
+            "width": train_cameras.width,
+            "height": train_cameras.height,
+            "train": list(train_cameras.names),
+            "novel": list(novel_cameras.names) if novel_cameras is not None else [],
+        },
+        "views": result.views,
+        "summary": result.summary,
+        "history": result.history,
+        "files": {"protected": "protected.ply", "cameras": "transforms.json", "preview": "preview.png"},
+    }
+    if untrained:
+        manifest["warning"] = (
+            "the editor was the untrained tiny test model: these numbers say nothing about protection "
+            "against the real InstructPix2Pix"
+        )
+    write_text_atomic(out / "manifest.json", json.dumps(_finite(manifest), indent=2) + "\n")
+    return manifest
+
+
+def _finite(value):
+    """JSON has no Infinity: infinite PSNR (identical images) is written as null."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
