@@ -234,20 +234,12 @@ def _save_before_after(before: torch.Tensor, after: torch.Tensor, names, path: P
     A non-empty ``banner`` is written in white on a red strip above the images (used to mark
     results of the untrained test model).
     """
-    from PIL import Image, ImageDraw
-
-    from adlift.render.images import contact_sheet, save_png
+    from adlift.render.images import contact_sheet, save_png, with_banner
 
     before, after = before.cpu(), after.cpu()
     pairs = torch.stack([before, after], dim=1).flatten(0, 1)  # [2C, 3, H, W]: b0, a0, b1, a1, ...
     labels = [f"{n} {tag}" for n in names for tag in ("before", "after")]
-    sheet = contact_sheet(pairs, labels, columns=2 * min(len(names), 4))
-    if banner:
-        strip = 16
-        framed = Image.new("RGB", (sheet.width, sheet.height + strip), (200, 0, 0))
-        framed.paste(sheet, (0, strip))
-        ImageDraw.Draw(framed).text((4, 2), banner, fill=(255, 255, 255))
-        sheet = framed
+    sheet = with_banner(contact_sheet(pairs, labels, columns=2 * min(len(names), 4)), banner)
     save_png(sheet, path)
 
 

@@ -73,3 +73,14 @@ def contact_sheet(
         sheet.paste(Image.fromarray(img), (x, y))
         draw.text((x + 2, y + h + 1), str(name)[: max(4, w // 6)], fill=(0, 0, 0))
     return sheet
+
+
+def with_banner(sheet: Image.Image, text: str, colour: tuple[int, int, int] = (200, 0, 0)) -> Image.Image:
+    """``sheet`` with ``text`` in white on a coloured strip above it (unchanged if text is empty)."""
+    if not text:
+        return sheet
+    strip = 16
+    framed = Image.new("RGB", (sheet.width, sheet.height + strip), colour)
+    framed.paste(sheet, (0, strip))
+    ImageDraw.Draw(framed).text((4, 2), text, fill=(255, 255, 255))
+    return framed
