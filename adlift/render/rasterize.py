@@ -57,8 +57,11 @@ class RasterSettings:
     tile: int = 8
     """Tile edge in pixels.  Smaller tiles waste fewer evaluations on pixels a Gaussian misses,
     larger ones pad slabs less.  8 measured fastest on CPU (gsplat's CUDA kernels use 16)."""
-    slab: int = 32
-    """Gaussians per tile evaluated together; also the granularity of early termination."""
+    slab: int | None = None
+    """Gaussians per tile evaluated together; also the granularity of early termination.  None:
+    automatic, enough to fill a chunk with the tiles that have work (32 .. 512, a power of two).
+    Few tiles (small images) with long lists then take a few big steps instead of hundreds of
+    tiny ones: 3-4x faster at 32-64 px wide renders of a 50k-Gaussian scene on CPU."""
     chunk_elems: int | None = None
     """Upper bound on T * slab * tile^2 per batched evaluation: bounds the working memory
     (about 12 float tensors of this size live at once).  None: 2^18 on CPU (cache-sized, measured
@@ -234,15 +237,26 @@ def log_alpha_coeffs_vjp(geom: torch.Tensor, centres: torch.Tensor, grad: torch.
 # The compositing kernel, evaluated chunk by chunk.
 
 
+def auto_slab(plan: TilePlan, chunk_elems: int, lo: int = 32, hi: int = 512) -> int:
+    """Largest power of two in [lo, hi] with (tiles with work) x slab x tile^2 <= chunk_elems."""
+    busy = max(1, int((plan.tile_count > 0).sum()))
+    fit = chunk_elems // (busy * plan.tile * plan.tile)
+    slab = lo
+    while slab * 2 <= min(fit, hi):
+        slab *= 2
+    return slab
+
+
 class _Kernel:
     """Constants and per-chunk steps shared by forward and backward."""
 
     def __init__(self, rows: torch.Tensor, plan: TilePlan, settings: RasterSettings):
         dtype, device = rows.dtype, rows.device
-        self.plan, self.slab = plan, settings.slab
+        self.plan = plan
         self.pix = plan.tile * plan.tile
         chunk = settings.chunk_elems or (1 << 18 if device.type == "cpu" else 1 << 24)
-        self.per_chunk = max(1, chunk // (settings.slab * self.pix))
+        self.slab = settings.slab or auto_slab(plan, chunk)
+        self.per_chunk = max(1, chunk // (self.slab * self.pix))
         self.basis = pixel_basis(plan.tile, dtype, device)  # [6, pix]
         self.basis_t = self.basis.T.contiguous()  # [pix, 6]
         self.centres = tile_centres(plan, dtype, device)  # [tiles, 2]
@@ -364,7 +378,7 @@ class _CompositeFn(torch.autograd.Function):
                 if save:
                     steps.append((s, tiles, t_prev))
             s += 1
-            live = live[plan.tile_count[live] > s * settings.slab]
+            live = live[plan.tile_count[live] > s * kern.slab]
         if save:
             ctx.save_for_backward(rows_p)
             ctx.steps, ctx.plan, ctx.settings = steps, plan, settings
