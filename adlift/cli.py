@@ -13,6 +13,8 @@ import tyro
 
 from adlift.commands.edit import EditCommand
 from adlift.commands.info import InfoCommand
+from adlift.commands.protect import ProtectCommand
+from adlift.commands.protect_image import ProtectImageCommand
 from adlift.commands.render import RenderCommand
 from adlift.errors import AdLiftError
 
@@ -20,6 +22,8 @@ from adlift.errors import AdLiftError
 COMMANDS: dict[str, Callable] = {
     "info": InfoCommand,
     "render": RenderCommand,
+    "protect": ProtectCommand,
+    "protect-image": ProtectImageCommand,
     "edit": EditCommand,
 }
 

@@ -60,8 +60,10 @@ class PGDConfig:
         return self.step_size * (final / self.step_size) ** (k / (self.steps - 1))
 
 
-def parse_budget(text: str | float) -> float:
-    """A budget given as a number ("0.03") or a fraction ("8/255") -> float; AdLiftError if malformed."""
+def parse_budget(text: str | float, name: str = "budget") -> float:
+    """A budget given as a number ("0.03") or a fraction ("8/255") -> float; AdLiftError if malformed.
+
+    ``name`` (e.g. "--eta") names the setting in the error message."""
     if isinstance(text, (int, float)):
         value = float(text)
     else:
@@ -69,9 +71,9 @@ def parse_budget(text: str | float) -> float:
             num, _, den = str(text).partition("/")
             value = float(num) / float(den) if den else float(num)
         except (ValueError, ZeroDivisionError):
-            raise AdLiftError(f"cannot read the budget {text!r}; write it like 8/255 or 0.031") from None
+            raise AdLiftError(f"cannot read {name} {text!r}; write it like 8/255 or 0.031") from None
     if not math.isfinite(value) or not 0.0 < value <= 1.0:
-        raise AdLiftError(f"the budget must lie in (0, 1] (e.g. 8/255), got {text!r}")
+        raise AdLiftError(f"{name} must lie in (0, 1] (e.g. 8/255), got {text!r}")
     return value
 
 

@@ -1,0 +1,168 @@
+"""``adlift protect-image``: protect ordinary 2D images with L-infinity PGD (the PhotoGuard baseline).
+
+Writes OUT/<name>.png per input image, OUT/comparison.png (original | protected | |diff|) and
+OUT/manifest.json (settings, editor, per-image loss before/after, L-infinity, PSNR).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+import tyro
+
+from adlift.errors import AdLiftError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def collect_images(inputs: list[Path]) -> list[Path]:
+    """Image files named directly or found (non-recursively) in named directories, sorted per directory."""
+    if not inputs:
+        raise AdLiftError("no images given; name image files or directories to protect")
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            if not found:
+                raise AdLiftError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in this directory")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise AdLiftError(f"{p}: no such file or directory")
+    stems = [f.stem for f in files]
+    if len(set(stems)) != len(stems):
+        raise AdLiftError("two input images share a file name; rename one (outputs are named after the inputs)")
+    return files
+
+
+@dataclasses.dataclass
+class ProtectImageCommand:
+    """Protect 2D images against an InstructPix2Pix edit with L-infinity PGD (PhotoGuard-style)."""
+
+    images: tyro.conf.Positional[list[Path]]
+    """Image files and/or directories of images (PNG, JPEG, WebP, BMP); never modified."""
+
+    instruction: str
+    """The edit to protect against."""
+
+    out: Path
+    """Output directory: protected PNGs (same names), comparison.png, manifest.json."""
+
+    eta: str = "8/255"
+    """L-infinity budget per pixel channel, as a fraction (8/255) or a number."""
+
+    steps: int = 100
+    """PGD iterations."""
+
+    step_size: str = "2/255"
+    """First sign step (decays to a quarter of it)."""
+
+    loss: Literal["encoder", "unet", "pipeline"] = "encoder"
+    """encoder (VAE latent, PhotoGuard), unet (noise prediction), pipeline (k denoising steps)."""
+
+    target: Literal["gray", "zero", "image", "away"] = "gray"
+    """encoder/pipeline target: gray, zero, image (--target-image) or away (encoder only)."""
+
+    target_image: Path | None = None
+    """Image to pull the editor toward when --target image."""
+
+    unet_mode: Literal["advdm", "sds"] = "advdm"
+    """unet loss variant."""
+
+    eot_samples: int = 0
+    """Average over this many random JPEG/blur/resize/noise purifications per step (0 = off)."""
+
+    editor: str = "ip2p"
+    """ip2p, tiny (untrained offline test model), a hub id or a local directory."""
+
+    seed: int = 0
+    """Seed of the random start and the loss' random draws."""
+
+    device: str | None = None
+    """Torch device; default: cuda if available, else cpu."""
+
+    def run(self) -> None:
+        from adlift.attacks import AdversarialLoss, EOTConfig, LossConfig, PGDConfig, image_pgd, parse_budget
+        from adlift.editors import UNTRAINED_WARNING, load_editor
+        from adlift.io.atomic import write_text_atomic
+        from adlift.protect.engine import psnr
+
+        files = collect_images(list(self.images))
+        out_paths = [self.out / f"{f.stem}.png" for f in files]
+        for src, dst in zip(files, out_paths):
+            if dst.exists() and dst.resolve() == src.resolve():
+                raise AdLiftError(f"refusing to overwrite the input image {src}; choose another --out directory")
+        pgd = PGDConfig(eta=parse_budget(self.eta, "--eta"), steps=self.steps, step_size=parse_budget(self.step_size, "--step-size"),
+                        seed=self.seed)  # fmt: skip
+        pgd.validate()
+        loss_cfg = LossConfig(kind=self.loss, target=self.target, target_image=self.target_image,
+                              unet_mode=self.unet_mode, eot=EOTConfig(samples=self.eot_samples))  # fmt: skip
+        loss_cfg.validate()
+        images = [_read_image(f) for f in files]
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        editor = load_editor(self.editor, device=device)
+        if editor.untrained:
+            print(UNTRAINED_WARNING, flush=True)
+        loss = AdversarialLoss(editor.surface, self.instruction, loss_cfg)
+        self.out.mkdir(parents=True, exist_ok=True)
+        records, originals, protected = [], [], []
+        for f, img, dst in zip(files, images, out_paths):
+            result = image_pgd(img.to(device), loss, pgd, progress=True)
+            prot = result.images.cpu().mul(255).round().div(255)  # exactly what the PNG stores
+            _write_png(prot, dst)
+            ref = img if loss.needs_reference else None
+            before, after = float(loss.evaluate(img, ref)[0]), float(loss.evaluate(prot, ref)[0])
+            records.append({
+                "input": str(f), "output": dst.name, "width": img.shape[-1], "height": img.shape[-2],
+                "loss_before": before, "loss_after": after,
+                "linf_255": float((prot - img).abs().max()) * 255.0, "psnr": psnr(prot, img),
+            })  # fmt: skip
+            print(f"{f.name}: loss {before:.4g} -> {after:.4g}, PSNR {records[-1]['psnr']:.1f} dB", flush=True)
+            originals.append(img)
+            protected.append(prot)
+        self._write_comparison(originals, protected, [f.stem for f in files], pgd.eta, editor.untrained)
+        manifest = {
+            **editor.metadata(),
+            "instruction": self.instruction,
+            "loss": loss_cfg.describe(),
+            "eta": pgd.eta,
+            "eta_255": pgd.eta * 255.0,
+            "steps": pgd.steps,
+            "step_size": pgd.step_size,
+            "seed": self.seed,
+            "images": records,
+        }
+        if editor.untrained:
+            manifest["warning"] = "untrained test model: not a real protection"
+        write_text_atomic(self.out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+        print(f"wrote {len(files)} protected image(s), comparison.png and manifest.json to {self.out}")
+
+    def _write_comparison(self, originals, protected, names, eta: float, untrained: bool) -> None:
+        from adlift.protect.output import save_preview
+
+        # Images may differ in size: the sheet shows those of the first image's size.
+        h, w = originals[0].shape[-2:]
+        keep = [i for i, o in enumerate(originals) if o.shape[-2:] == (h, w)][:4]
+        banner = "UNTRAINED TEST MODEL (editor 'tiny'): not a real protection" if untrained else ""
+        save_preview(self.out / "comparison.png", torch.cat([originals[i] for i in keep]),
+                     torch.cat([protected[i] for i in keep]), [names[i] for i in keep], eta, banner)  # fmt: skip
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    """[1, 3, H, W] float in [0, 1]; AdLiftError naming the file if it is not a readable image."""
+    from adlift.attacks import load_target_image
+
+    return load_target_image(path)
+
+
+def _write_png(image: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    from adlift.render.images import save_png, to_uint8
+
+    save_png(Image.fromarray(to_uint8(image)[0]), path)

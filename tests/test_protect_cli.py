@@ -1,0 +1,174 @@
+"""``adlift protect`` and ``adlift protect-image`` end to end with the tiny editor, and their error contract."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adlift.io.cameras import load_cameras
+from adlift.io.ply import read_ply
+from tests.test_edit_cli import BUST, BUST_CAMS, run_cli, sha256
+from tests.test_editors import single_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+#: The cheapest real protection run: 32 px wide renders, 1 round, 2 PGD and 2 fitting steps per view.
+QUICK = ("--editor", "tiny", "--width", "32", "--rounds", "1", "--pgd-steps", "2", "--fit-steps", "2",
+         "--replay", "1")  # fmt: skip
+
+
+def protect_bust(out: Path, *extra: str, hf_home: Path, cameras: str = str(BUST_CAMS)):
+    return run_cli("protect", str(BUST), "--instruction", "turn her into a clown", "--out", str(out),
+                   "--cameras", cameras, *QUICK, *extra, hf_home=hf_home)  # fmt: skip
+
+
+def assert_clean_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-1500:])
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("adlift: error:"), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_protect_writes_one_standard_ply_manifest_cameras_and_preview(tmp_path):
+    out = tmp_path / "prot"
+    before = sha256(BUST)
+    proc = protect_bust(out, "--save-safeguard", hf_home=tmp_path / "hf")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "untrained test model" in proc.stdout.splitlines()[0]
+    assert "novel views keep" in proc.stdout and "protected.ply" in proc.stdout
+    assert sha256(BUST) == before  # the input is never modified
+    raw = read_ply(BUST)
+    prot = read_ply(out / "protected.ply")
+    assert prot.num_gaussians == 2 * raw.num_gaussians  # split init: raw + one safeguard copy each
+    assert read_ply(out / "safeguard.ply").num_gaussians == raw.num_gaussians
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "lifted-pgd" and manifest["editor"]["untrained_test_model"] is True
+    assert manifest["config"]["rounds"] == 1 and manifest["config"]["pgd_steps"] == 2
+    train = load_cameras(BUST_CAMS, split="train")
+    novel = load_cameras(BUST_CAMS, split="novel")
+    assert len(manifest["views"]) == len(train) + len(novel)
+    assert manifest["summary"]["train"]["loss_protected"] < manifest["summary"]["train"]["loss_raw"]
+    assert list(load_cameras(out / "transforms.json", split="train").names) == list(train.names)
+    with Image.open(out / "preview.png") as im:
+        assert im.width >= 3 * 32
+    assert not (out / "checkpoint.pt").exists()  # removed after a finished run
+    assert not list(out.glob("*.tmp*"))  # atomic writes leave no partial files
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (("--eta", "abc"), "eta"),
+        (("--eta", "0"), "eta"),
+        (("--rounds", "0"), "rounds"),
+        (("--cameras", "nowhere.json"), "nowhere.json"),
+    ],
+)
+def test_protect_bad_options_exit_2_with_one_line(tmp_path, extra, needle):
+    out = tmp_path / "prot"
+    assert_clean_error(protect_bust(out, *extra, hf_home=tmp_path / "hf"), needle)
+    assert not (out / "protected.ply").exists()
+
+
+def test_protect_refuses_to_overwrite_its_input(tmp_path):
+    out = tmp_path / "prot"
+    out.mkdir()
+    victim = out / "protected.ply"
+    shutil.copy(BUST, victim)
+    before = sha256(victim)
+    proc = run_cli("protect", str(victim), "--instruction", "x", "--out", str(out), "--cameras", "orbit:4",
+                   *QUICK, hf_home=tmp_path / "hf")  # fmt: skip
+    assert_clean_error(proc, "overwrite")
+    assert sha256(victim) == before
+
+
+def test_protect_resume_rejects_a_checkpoint_of_another_run(tmp_path):
+    """--resume with a checkpoint of different settings stops with a clear error instead of mixing runs;
+    without --resume the stale checkpoint is discarded and the run goes through."""
+    import dataclasses
+
+    import torch
+
+    from adlift.attacks import AdversarialLoss
+    from adlift.commands.protect import ProtectCommand
+    from adlift.protect import protect
+    from tests.test_editors import tiny_editor
+
+    out = tmp_path / "prot"
+    cmd = ProtectCommand(scene=BUST, instruction="turn her into a clown", out=out, cameras=str(BUST_CAMS),
+                         width=32, rounds=1, pgd_steps=2, fit_steps=2, replay=1, editor="tiny")  # fmt: skip
+    cfg = dataclasses.replace(cmd.config(), eta=4 / 255, progress=False, checkpoint_every=1)
+    out.mkdir()
+    cams = load_cameras(BUST_CAMS, split="train", width=32)[[0, 1]]
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        raise Stop
+
+    loss = AdversarialLoss(tiny_editor().surface, cmd.instruction, cfg.loss)
+    with pytest.raises(Stop):
+        protect(read_ply(BUST), cams, loss, cfg, on_unit=stop)
+    assert cfg.checkpoint.exists() and isinstance(torch.load(cfg.checkpoint, weights_only=False), dict)
+    proc = protect_bust(out, "--resume", hf_home=tmp_path / "hf", cameras="orbit:4")
+    assert_clean_error(proc, "different run")
+    assert not (out / "protected.ply").exists()
+    proc = protect_bust(out, hf_home=tmp_path / "hf", cameras="orbit:4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "protected.ply").exists()
+
+
+# ---------------------------------------------------------------------------------- protect-image
+def write_image(path: Path, seed: int, size=(40, 32)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 128)], -1).astype(np.int16)
+    img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(path)
+    return img
+
+
+def test_protect_image_stays_in_budget_and_lowers_the_loss(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    originals = {name: write_image(src / f"{name}.png", i) for i, name in enumerate(["a", "b"])}
+    out = tmp_path / "out"
+    proc = run_cli("protect-image", str(src), "--instruction", "make it snowy", "--editor", "tiny", "--steps", "8",
+                   "--eta", "8/255", "--out", str(out), hf_home=tmp_path / "hf")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["output"] for r in manifest["images"]] == ["a.png", "b.png"]
+    for name, orig in originals.items():
+        prot = np.asarray(Image.open(out / f"{name}.png").convert("RGB")).astype(int)
+        assert prot.shape == orig.shape
+        assert np.abs(prot - orig.astype(int)).max() <= 8  # within eta = 8/255 after uint8 quantisation
+        assert (prot != orig).any()
+    for r in manifest["images"]:
+        assert r["loss_after"] < r["loss_before"], r
+    assert manifest["warning"].startswith("untrained test model")
+    assert (out / "comparison.png").exists()
+    assert sorted(p.name for p in src.iterdir()) == ["a.png", "b.png"]  # inputs untouched
+
+
+def test_protect_image_errors(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    write_image(tmp_path / "x" / "same.png", 0)
+    write_image(tmp_path / "y" / "same.png", 1)
+    hf = tmp_path / "hf"
+    args = ("--instruction", "x", "--editor", "tiny", "--steps", "1", "--out", str(tmp_path / "o"))
+    assert_clean_error(run_cli("protect-image", str(tmp_path / "x"), str(tmp_path / "y"), *args, hf_home=hf),
+                       "share a file name")  # fmt: skip
+    assert_clean_error(run_cli("protect-image", str(tmp_path / "nope.png"), *args, hf_home=hf), "nope.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert_clean_error(run_cli("protect-image", str(tmp_path / "bad.png"), *args, hf_home=hf), "bad.png")
+    assert not (tmp_path / "o" / "manifest.json").exists()
