@@ -12,13 +12,14 @@ STAMP := $(VENV)/.adlift-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean scenes bench-render help
+.PHONY: demo test install clean scenes bench-render bench-protect help
 
 help:
 	@echo "make demo        set up .venv and run the demo on a bundled scene (offline)"
 	@echo "make test        set up .venv and run every test"
 	@echo "make scenes      regenerate the bundled scenes (byte-identical)"
 	@echo "make bench-render  run the renderer benchmark (writes benchmarks/results/*.json)"
+	@echo "make bench-protect run the protection benchmark (cost, and lifted-pgd vs fit2d vs direct)"
 	@echo "make clean       remove .venv and outputs/"
 
 $(STAMP): pyproject.toml
@@ -29,14 +30,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until protection lands, the demo renders the bundled bust and edits its novel views with the
-# tiny offline InstructPix2Pix (an UNTRAINED test model: its edits are noise, not a real edit).
+# The demo protects the bundled bust against "turn her into a clown" with Lifted PGD and the tiny
+# offline InstructPix2Pix (an UNTRAINED test model: it shows the pipeline, not real protection),
+# then edits the protected scene's novel views with the same model. About 3-4 minutes on 2 CPU cores.
+DEMO_PROTECT := --editor tiny --width 128 --rounds 1 --pgd-steps 5 --fit-steps 4 --replay 1
+
 demo: $(STAMP)
 	$(VENV)/bin/adlift info scenes/bust/scene.ply
-	$(VENV)/bin/adlift render scenes/bust/scene.ply --cameras scenes/bust/transforms.json --out $(DEMO_OUT)/render
-	HF_HUB_OFFLINE=1 $(VENV)/bin/adlift edit scenes/bust/scene.ply --instruction "turn her into a clown" \
-		--editor tiny --mode 2d --cameras scenes/bust/transforms.json --split novel --out $(DEMO_OUT)/edit2d
-	@echo "Demo outputs: $(DEMO_OUT)/render/contact_sheet.png and $(DEMO_OUT)/edit2d/before_after.png"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/adlift protect scenes/bust/scene.ply --instruction "turn her into a clown" \
+		$(DEMO_PROTECT) --out $(DEMO_OUT)/protect
+	HF_HUB_OFFLINE=1 $(VENV)/bin/adlift edit $(DEMO_OUT)/protect/protected.ply --instruction "turn her into a clown" \
+		--editor tiny --mode 2d --cameras $(DEMO_OUT)/protect/transforms.json --split novel --out $(DEMO_OUT)/edit2d
+	@echo "Demo outputs: $(DEMO_OUT)/protect/preview.png (raw | protected | difference), manifest.json,"
+	@echo "              protected.ply, and $(DEMO_OUT)/edit2d/before_after.png"
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -46,6 +52,9 @@ scenes: $(STAMP)
 
 bench-render: $(STAMP)
 	$(PY) benchmarks/render.py
+
+bench-protect: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/protect.py --threads 2
 
 clean:
 	rm -rf $(VENV) outputs

@@ -36,6 +36,12 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
+#: Record fields shown on the progress bar, and their labels: the adversarial loss at the end of the
+#: view's step (lifted-pgd, fit2d: of the PGD target the safeguard is fitted to; direct: of the render),
+#: then PSNR and L-infinity (/255) of the protected render against the raw one.
+PROGRESS_KEYS = {"loss": "loss", "psnr": "psnr", "linf_255": "linf_255"}
+
+
 def budget_excess(rgb: torch.Tensor, raw: torch.Tensor, eta: float) -> torch.Tensor:
     """Mean amount by which |rgb - raw| exceeds eta (0 inside the budget); differentiable."""
     return torch.relu((rgb - raw).abs() - eta).mean()
@@ -212,8 +218,8 @@ def run_units(
             state.history.append(record)
             state.units_done += 1
             bar.update(1)
-            bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in record.items()
-                             if k in ("loss", "psnr", "linf_255")})  # fmt: skip
+            bar.set_postfix({PROGRESS_KEYS[k]: (f"{v:.4g}" if isinstance(v, float) else v)
+                             for k, v in record.items() if k in PROGRESS_KEYS})  # fmt: skip
             last_of_round = state.units_done == total or record.get("end_of_round", False)
             if ckpt is not None and (state.units_done % cfg.checkpoint_every == 0 or last_of_round):
                 state.save_checkpoint(ckpt)

@@ -68,7 +68,7 @@ def save_preview(
 
     diff = difference_image(protected, raw, eta)
     triples = torch.stack([raw, protected, diff], dim=1).flatten(0, 1)  # [3C, 3, H, W]
-    labels = [f"{n} {tag}" for n in names for tag in ("raw", "protected", "|diff|/eta")]
+    labels = [label for n in names for label in (f"{n} raw", "protected", "|diff| / eta")]
     return save_png(with_banner(contact_sheet(triples, labels, columns=3), banner), path)
 
 

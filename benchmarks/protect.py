@@ -1,0 +1,200 @@
+"""Protection benchmark: cost of Lifted PGD, and Lifted PGD vs fit2d vs direct at equal budget.
+
+    python benchmarks/protect.py                        # both parts, bundled bust, tiny editor
+    python benchmarks/protect.py --part quality --size 96 --views 10 --rounds 3
+    python benchmarks/protect.py --part cost --counts 10000 26300 --sizes 64 128
+    python benchmarks/protect.py --editor ip2p --device cuda   # real InstructPix2Pix (weights needed)
+
+**cost** — seconds per round (all training views once) and peak memory of Lifted PGD against scene
+size (the first N Gaussians of the bust, by contribution order of the file) and render size. A view's
+time is the interval between the ends of consecutive views (the one-off set-up excluded); the
+median over ``--cost-views`` views is scaled to a round of 28 views. Peak memory is the process' RSS
+above its starting level on CPU, ``torch.cuda.max_memory_allocated`` on a GPU.
+
+**quality** — every method on the bust with the same editor budget (``rounds x pgd_steps``
+loss-gradient evaluations per view) and the same fitting steps: training- and novel-view loss
+(raw -> protected, paired fixed noise), the novel views' share of the training-view reduction,
+PSNR, max L-infinity and the share of pixels within eta + 1/255.
+
+With ``--editor tiny`` (the default, offline) the editor is an UNTRAINED test model: the numbers
+measure the optimiser, not protection against the real InstructPix2Pix. The JSON says which.
+Results go to ``benchmarks/results/protect-<device>-<editor>.json`` and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from render import PeakRSS, device_label, environment  # noqa: E402  (benchmarks/render.py)
+
+from adlift.attacks import AdversarialLoss, LossConfig  # noqa: E402
+from adlift.editors import load_editor  # noqa: E402
+from adlift.io.atomic import write_text_atomic  # noqa: E402
+from adlift.io.cameras import load_cameras  # noqa: E402
+from adlift.io.ply import read_ply  # noqa: E402
+from adlift.protect import ProtectConfig, SafeguardConfig, protect  # noqa: E402
+
+RESULTS = HERE / "results"
+BUST = HERE.parent / "scenes" / "bust"
+
+
+def base_config(args) -> ProtectConfig:
+    return ProtectConfig(
+        rounds=args.rounds,
+        pgd_steps=args.pgd_steps,
+        fit_steps=args.fit_steps,
+        replay=args.replay,
+        gradient_blur=args.gradient_blur,
+        progress=False,
+        safeguard=SafeguardConfig(lr_sh=args.lr_sh),
+        seed=args.seed,
+    )
+
+
+def cost_part(args, loss, rss: PeakRSS) -> list[dict]:
+    raw_all = read_ply(BUST / "scene.ply").to(args.device)
+    if args.cost_views < 2:
+        raise SystemExit("--cost-views must be at least 2")
+    rows = []
+    for size in args.sizes:
+        cams = load_cameras(BUST / "transforms.json", split="train", width=size)[: args.cost_views].to(args.device)
+        for n in args.counts:
+            raw = raw_all.subset(slice(0, min(n, raw_all.num_gaussians)))
+            cfg = dataclasses.replace(base_config(args), rounds=1)
+            stamps: list[float] = []  # end of every view: excludes the one-off set-up (raw renders, init)
+            if args.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(args.device)
+            with rss.measure() as mem:
+                protect(raw, cams, loss, cfg, on_unit=lambda done, total: stamps.append(time.perf_counter()))
+            if args.device.type == "cuda":
+                mem = {"peak_bytes": torch.cuda.max_memory_allocated(args.device)}
+            per_view = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+            row = {"gaussians": raw.num_gaussians, "size": size, "views_timed": len(cams),
+                   "seconds_per_view": round(per_view, 3), "seconds_per_round_28_views": round(28 * per_view, 1),
+                   "peak_mb": None if mem["peak_bytes"] is None else round(mem["peak_bytes"] / 2**20)}  # fmt: skip
+            rows.append(row)
+            print(f"cost N={row['gaussians']:>6} {size}^2: {per_view:.2f} s/view, peak {row['peak_mb']} MB",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return rows
+
+
+def quality_part(args, loss) -> list[dict]:
+    raw = read_ply(BUST / "scene.ply").to(args.device)
+    train = load_cameras(BUST / "transforms.json", split="train", width=args.size)
+    step = max(1, len(train) // args.views)
+    train = train[list(range(0, len(train), step))[: args.views]].to(args.device)
+    novel = load_cameras(BUST / "transforms.json", split="novel", width=args.size).to(args.device)
+    rows = []
+    for method in args.methods:
+        cfg = dataclasses.replace(base_config(args), method=method)
+        tic = time.perf_counter()
+        result = protect(raw, train, loss, cfg, novel_cameras=novel)
+        seconds = time.perf_counter() - tic
+        s = result.summary
+        tr, nv = s["train"], s["novel"]
+        row = {
+            "method": method,
+            "train_loss_raw": tr["loss_raw"],
+            "train_loss_protected": tr["loss_protected"],
+            "train_reduction_pct": 100 * tr["loss_reduction"] / abs(tr["loss_raw"]),
+            "novel_loss_raw": nv["loss_raw"],
+            "novel_loss_protected": nv["loss_protected"],
+            "novel_reduction_pct": 100 * nv["loss_reduction"] / abs(nv["loss_raw"]),
+            "novel_share": s.get("novel_share"),
+            "psnr_train": tr["psnr"],
+            "psnr_novel": nv["psnr"],
+            "linf_255_max": max(tr["linf_255_max"], nv["linf_255_max"]),
+            "within_budget_min": min(tr["within_budget_min"], nv["within_budget_min"]),
+            "seconds": round(seconds, 1),
+        }
+        rows.append(row)
+        print(f"quality {method:10s}: train {row['train_reduction_pct']:.1f}% novel {row['novel_reduction_pct']:.1f}% "
+              f"PSNR {row['psnr_train']:.1f} in {seconds:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+    return rows
+
+
+def tables(cost: list[dict], quality: list[dict]) -> str:
+    out = []
+    if cost:
+        out += ["| N | size | s / view | s / round (28 views) | peak MB |", "|---:|---:|---:|---:|---:|"]
+        out += [f"| {r['gaussians']:,} | {r['size']}^2 | {r['seconds_per_view']:.2f} | "
+                f"{r['seconds_per_round_28_views']:.0f} | {r['peak_mb']} |" for r in cost]  # fmt: skip
+        out.append("")
+    if quality:
+        out += ["| method | train loss raw -> prot | train red. | novel red. | novel share | PSNR | max L-inf/255 | "
+                "within budget | s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for r in quality:
+            share = "-" if r["novel_share"] is None else f"{r['novel_share']:.2f}"
+            out.append(
+                f"| {r['method']} | {r['train_loss_raw']:.4f} -> {r['train_loss_protected']:.4f} | "
+                f"{r['train_reduction_pct']:.1f}% | {r['novel_reduction_pct']:.1f}% | {share} | "
+                f"{r['psnr_train']:.1f} | {r['linf_255_max']:.1f} | {100 * r['within_budget_min']:.2f}% | {r['seconds']:.0f} |"
+            )
+    return "\n".join(out)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--part", choices=["cost", "quality", "both"], default="both")
+    p.add_argument("--editor", default="tiny", help="tiny (untrained, offline), ip2p, a hub id or a directory")
+    p.add_argument("--instruction", default="turn her into a clown")
+    p.add_argument("--loss", default="encoder", choices=["encoder", "unet", "pipeline"])
+    p.add_argument("--methods", nargs="+", default=["lifted-pgd", "fit2d", "direct"])
+    p.add_argument("--size", type=int, default=96, help="quality: render size")
+    p.add_argument("--views", type=int, default=10, help="quality: training views (evenly spaced of 28)")
+    p.add_argument("--counts", type=int, nargs="+", default=[6_575, 13_150, 26_300], help="cost: Gaussian counts")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="cost: render sizes")
+    p.add_argument("--cost-views", type=int, default=4, help="cost: views timed per configuration")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--pgd-steps", type=int, default=5)
+    p.add_argument("--fit-steps", type=int, default=5)
+    p.add_argument("--replay", type=int, default=2)
+    p.add_argument("--gradient-blur", type=float, default=0.0)
+    p.add_argument("--lr-sh", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    editor = load_editor(args.editor, device=args.device)
+    loss = AdversarialLoss(editor.surface, args.instruction, LossConfig(kind=args.loss))
+    env = environment(args.device)
+    cost = cost_part(args, loss, PeakRSS()) if args.part in ("cost", "both") else []
+    quality = quality_part(args, loss) if args.part in ("quality", "both") else []
+    doc = {
+        "benchmark": "protect",
+        "environment": env,
+        "editor": editor.metadata(),
+        "warning": "untrained test model: optimiser behaviour only, not protection quality" if editor.untrained else None,
+        "settings": {k: (str(v) if isinstance(v, (Path, torch.device)) else v) for k, v in vars(args).items()},
+        "cost": cost,
+        "quality": quality,
+    }
+    out = args.out or RESULTS / f"protect-{device_label(args.device)}-{editor.name}.json"
+    write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
+    print(tables(cost, quality))
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
