@@ -1,0 +1,282 @@
+"""CLIP similarities for judging edits: text-image similarity and CLIP directional similarity.
+
+    clip = load_clip()                                   # openai/clip-vit-large-patch14, from_pretrained
+    clip = load_clip("tiny")                             # untrained offline test model
+    before, after = captions_for("make it snowy", None)  # ("a photo", "a photo, make it snowy")
+    sim = clip.text_image_similarity(edited, after)                       # [B] cosine
+    dir_sim = clip.directional_similarity(raw, edited, before, after)     # [B] cosine
+
+The directional similarity (Gal et al. 2021, as used by InstructPix2Pix and Instruct-NeRF2NeRF) is
+cos(E_img(after) - E_img(before), E_txt(after caption) - E_txt(before caption)): how far the edit
+moved the image in the direction the instruction describes. A protected image whose edit fails
+scores low.
+
+Models load like the editors (:mod:`adlift.editors.weights`): a hub id or a ``save_pretrained``
+directory, through the hub cache, honouring ``HF_HUB_OFFLINE``; missing weights raise
+:class:`MissingClipError`. Images are resized and normalised here with torch (shortest side to the
+model's ``image_size``, centre crop, OpenAI CLIP mean/std), not by CLIPProcessor's PIL path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from adlift.editors.weights import hub_cache_dir, hub_offline, is_local_reference, quiet_hf
+from adlift.errors import AdLiftError
+from adlift.evaluate.image_metrics import check_images
+
+#: The CLIP model used when none is named (the one InstructPix2Pix's evaluation used).
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+
+#: Per-channel normalisation of every OpenAI CLIP image encoder.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_HOW_TO_PROVIDE = (
+    "provide the weights in one of three ways: run once with network access so from_pretrained downloads "
+    "the hub id into the cache; point HF_HOME (or HF_HUB_CACHE) at a cache that already holds it; or pass a "
+    "local directory written by save_pretrained (e.g. `hf download {model} --local-dir DIR`) as the CLIP model"
+)
+
+
+class MissingClipError(AdLiftError):
+    """The CLIP model's weights cannot be found (not cached, no network, or a bad local directory)."""
+
+    def __init__(self, model: str, looked_in: str, problem: str):
+        self.model = model
+        self.looked_in = looked_in
+        msg = f"CLIP weights {model!r} are not available: {problem} (looked in {looked_in}); "
+        msg += _HOW_TO_PROVIDE.format(model=DEFAULT_CLIP if is_local_reference(model) else model)
+        super().__init__(" ".join(msg.split()))  # one line, whatever the cause's text held
+
+
+def captions_for(instruction: str, source_caption: str | None = None) -> tuple[str, str]:
+    """(before, after) captions for the directional similarity of an edit by ``instruction``.
+
+    Without a caption of the source the before caption is the neutral ``"a photo"``; the after
+    caption appends the instruction: ``"a photo, make it snowy"``. InstructPix2Pix's evaluation
+    used hand/GPT-written edited captions instead; appending the instruction needs no language
+    model and keeps the text direction equal to "what the instruction adds".
+    """
+    instruction = " ".join(instruction.split())
+    if not instruction:
+        raise AdLiftError("the edit instruction is empty; CLIP directional similarity needs one")
+    before = " ".join((source_caption or "").split()) or "a photo"
+    return before, f"{before}, {instruction}"
+
+
+def _features(output) -> torch.Tensor:
+    """Projected embeddings from ``get_*_features`` (a tensor, or an output whose pooler_output holds it)."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _cosine(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Row-wise cosine of x [B, D] and y [B, D] or [D] -> [B]; 0 where either vector has zero length."""
+    y = y.expand_as(x)
+    dot = (x * y).sum(dim=-1)
+    denom = x.norm(dim=-1) * y.norm(dim=-1)
+    return torch.where(denom > eps, dot / denom.clamp_min(eps), torch.zeros_like(dot))
+
+
+class ClipScorer:
+    """A CLIP model and tokenizer with embedding and similarity helpers; all outputs are float32 on CPU."""
+
+    def __init__(self, model, tokenizer, model_id: str, untrained: bool):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.untrained = untrained
+        self.image_size = int(model.config.vision_config.image_size)
+        self.max_length = int(model.config.text_config.max_position_embeddings)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def metadata(self) -> dict:
+        """What to record next to scores: model id, untrained flag, input size, embedding size."""
+        return {
+            "model": self.model_id,
+            "untrained": self.untrained,
+            "image_size": self.image_size,
+            "embedding_dim": int(self.model.config.projection_dim),
+        }
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W] in [0, 1] -> pixel_values [B, 3, S, S].
+
+        Shortest side resized to S = ``image_size`` (bicubic, antialiased), centre crop, CLIP mean/std.
+        """
+        check_images(images)
+        x = images.detach().to(self.device, torch.float32)
+        h, w = x.shape[-2:]
+        s = self.image_size
+        size = (s, max(s, round(w * s / h))) if h <= w else (max(s, round(h * s / w)), s)
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
+        top, left = (size[0] - s) // 2, (size[1] - s) // 2
+        x = x[..., top : top + s, left : left + s]
+        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    @torch.no_grad()
+    def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-length image embeddings of images [B, 3, H, W] in [0, 1] -> [B, D]."""
+        out = _features(self.model.get_image_features(pixel_values=self.preprocess(images)))
+        return F.normalize(out.float(), dim=-1).cpu()
+
+    @torch.no_grad()
+    def text_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """Unit-length text embeddings of ``texts`` (truncated to the model's context) -> [T, D]."""
+        if isinstance(texts, str) or not texts:
+            raise AdLiftError("text_embeddings needs a non-empty list of strings")
+        tokens = self.tokenizer(
+            list(texts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        out = _features(
+            self.model.get_text_features(
+                input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
+            )
+        )
+        return F.normalize(out.float(), dim=-1).cpu()
+
+    def text_image_similarity(self, images: torch.Tensor, caption: str) -> torch.Tensor:
+        """Cosine similarity of each image [B, 3, H, W] to ``caption`` -> [B] in [-1, 1]."""
+        return _cosine(self.image_embeddings(images), self.text_embeddings([caption])[0]).clamp(-1.0, 1.0)
+
+    def directional_similarity(
+        self,
+        images_before: torch.Tensor,
+        images_after: torch.Tensor,
+        caption_before: str,
+        caption_after: str,
+    ) -> torch.Tensor:
+        """CLIP directional similarity of before/after images [B, 3, H, W] (paired) -> [B] in [-1, 1].
+
+        cos(E(after) - E(before), T(caption_after) - T(caption_before)); 0 where either difference
+        is zero (an unchanged image, or identical captions).
+        """
+        if images_before.shape != images_after.shape:
+            raise AdLiftError(
+                f"before/after images differ in shape: {tuple(images_before.shape)} vs {tuple(images_after.shape)}"
+            )
+        d_img = self.image_embeddings(images_after) - self.image_embeddings(images_before)
+        texts = self.text_embeddings([caption_before, caption_after])
+        return _cosine(d_img, texts[1] - texts[0]).clamp(-1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def build_tiny_clip(seed: int = 0):
+    """A tiny random-weight ``CLIPModel`` and the tiny tokenizer shipped in ``adlift/editors/assets``."""
+    from adlift.editors.tiny import TINY_MAX_LENGTH, load_tiny_tokenizer
+
+    tokenizer = load_tiny_tokenizer()
+    with quiet_hf():
+        from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+        text = CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=TINY_MAX_LENGTH,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        vision = CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        )
+        config = CLIPConfig(
+            text_config=text.to_dict(),
+            vision_config=vision.to_dict(),
+            projection_dim=32,
+            adlift_untrained_test_model=True,  # saved in config.json, so a saved copy stays labelled
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = CLIPModel(config)
+    return model, tokenizer
+
+
+def _cached_snapshot(model: str, cache: Path) -> Path | None:
+    """The newest snapshot of hub id ``model`` in ``cache`` that holds a model config, if any."""
+    snapshots = cache / ("models--" + model.replace("/", "--")) / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    found = [d for d in snapshots.iterdir() if (d / "config.json").is_file()]
+    return max(found, key=lambda d: d.stat().st_mtime) if found else None
+
+
+def load_clip(
+    model: str | os.PathLike = DEFAULT_CLIP,
+    device: torch.device | str = "cpu",
+    *,
+    cache_dir: str | os.PathLike | None = None,
+) -> ClipScorer:
+    """A :class:`ClipScorer` for ``model``: ``"tiny"``, a hub id, or a ``save_pretrained`` directory.
+
+    Hub ids resolve through ``cache_dir`` (default :func:`~adlift.editors.weights.hub_cache_dir`);
+    with ``HF_HUB_OFFLINE=1`` nothing is downloaded. Missing weights raise :class:`MissingClipError`,
+    before transformers is touched when the file system already decides it.
+    """
+    model = os.fspath(model)
+    if model == "tiny":
+        clip, tokenizer = build_tiny_clip()
+        return ClipScorer(clip.to(device), tokenizer, "tiny", untrained=True)
+    kwargs: dict = {}
+    if is_local_reference(model):
+        path = Path(model).expanduser()
+        where = f"the local directory {path.resolve() if path.exists() else path.absolute()}"
+        if not path.is_dir():
+            problem = "that directory does not exist" if not path.exists() else "it is a file, expected a directory"
+            raise MissingClipError(model, where, problem)
+        if not (path / "config.json").is_file():
+            raise MissingClipError(model, where, "it has no config.json, so it is not a saved CLIP model")
+        if not any((path / f).is_file() for f in ("tokenizer.json", "vocab.json")):
+            problem = "it has no tokenizer files (tokenizer.json, or vocab.json and merges.txt); save the tokenizer too"
+            raise MissingClipError(model, where, problem)
+        source, kwargs["local_files_only"] = str(path), True
+    else:
+        cache = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
+        where = f"the hub cache {cache}"
+        source, kwargs["cache_dir"] = model, str(cache)
+        if hub_offline():
+            kwargs["local_files_only"] = True
+            if _cached_snapshot(model, cache) is None:
+                raise MissingClipError(model, where, "it is not in the cache and HF_HUB_OFFLINE=1 forbids downloading")
+    try:
+        with quiet_hf():
+            from transformers import AutoTokenizer, CLIPModel
+
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            clip = CLIPModel.from_pretrained(source, **kwargs)
+    except ImportError as err:
+        problem = f"CLIP metrics need transformers ({err}); install it with `pip install transformers`"
+        raise AdLiftError(problem) from None
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MissingClipError(model, where, f"loading failed ({first[:300]})") from None
+    except Exception as err:  # network libraries raise their own types (httpx, requests, hub HTTP errors)
+        if type(err).__module__.split(".")[0] not in {"huggingface_hub", "httpx", "requests", "urllib3", "httpcore"}:
+            raise
+        raise MissingClipError(model, where, f"the hub could not be reached ({type(err).__name__})") from None
+    # transformers 5 silently builds an empty-vocabulary tokenizer when its files are missing
+    vocab = int(clip.config.text_config.vocab_size)
+    if not vocab // 2 <= len(tokenizer) <= vocab:
+        problem = f"its tokenizer has {len(tokenizer)} tokens but the text encoder expects {vocab}"
+        raise MissingClipError(model, where, problem)
+    untrained = bool(getattr(clip.config, "adlift_untrained_test_model", False))
+    return ClipScorer(clip.to(device), tokenizer, model, untrained=untrained)

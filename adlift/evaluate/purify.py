@@ -1,0 +1,126 @@
+"""Fixed purifications for robustness evaluation: does the protection survive a JPEG save or a blur?
+
+Each :class:`Purification` is one deterministic transform at one strength (noise is seeded by the
+generator passed in). The transforms are the ones EOT trains against
+(:func:`adlift.attacks.eot.apply_transform`: kornia's JPEG codec, kornia Gaussian blur,
+antialiased bilinear down-up resize, additive Gaussian noise), here at fixed strengths:
+
+    for p in parse_purifications("jpeg95,jpeg50,blur1.0,resize0.5,noise4"):
+        purified = apply_purification(protected, p, generator)   # [B, 3, H, W] in [0, 1]
+
+Note that kornia's JPEG is a differentiable model of JPEG (standard quantisation tables and 4:2:0
+chroma subsampling, with a polynomial rounding), not a byte-exact libjpeg round trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Literal
+
+import torch
+
+from adlift.attacks.eot import apply_transform
+from adlift.errors import AdLiftError
+from adlift.evaluate.image_metrics import check_images
+
+PurificationKind = Literal["none", "jpeg", "blur", "resize", "noise"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Purification:
+    """One purification at a fixed strength, as applied before the editor in robustness evaluation."""
+
+    name: str
+    """Short label used in reports and on the command line, e.g. ``jpeg75``, ``blur1.0``, ``noise4``."""
+
+    kind: PurificationKind
+    """The transform: ``none`` (identity), ``jpeg``, ``blur``, ``resize`` (down then up) or ``noise``."""
+
+    strength: float
+    """JPEG quality in [1, 100], blur sigma in pixels (> 0), resize scale in (0, 1], or noise std in
+    [0, 1] image units (the name gives it in 8-bit levels: ``noise4`` is std 4/255); 0 for ``none``."""
+
+    def __post_init__(self) -> None:
+        s = self.strength
+        ok = {
+            "none": s == 0,
+            "jpeg": 1 <= s <= 100,
+            "blur": s > 0,
+            "resize": 0 < s <= 1,
+            "noise": 0 <= s <= 1,
+        }.get(self.kind)
+        if ok is None:
+            raise AdLiftError(f"unknown purification kind {self.kind!r}; choose from none, jpeg, blur, resize, noise")
+        if not ok:
+            raise AdLiftError(f"purification {self.name!r}: strength {s} is out of range for {self.kind}")
+
+
+def purification(kind: PurificationKind, strength: float = 0.0) -> Purification:
+    """A purification with its canonical name (``jpeg95``, ``blur1.0``, ``resize0.5``, ``noise4``, ``none``)."""
+    if kind == "none":
+        name = "none"
+    elif kind == "jpeg":
+        name = f"jpeg{strength:g}"
+    elif kind == "noise":
+        name = f"noise{strength * 255:.6g}"
+    else:
+        name = f"{kind}{float(strength)}"
+    return Purification(name, kind, float(strength))
+
+
+#: The purifications evaluated when none are named.
+DEFAULT_PURIFICATIONS: tuple[Purification, ...] = (
+    purification("jpeg", 95),
+    purification("jpeg", 75),
+    purification("jpeg", 50),
+    purification("blur", 1.0),
+    purification("resize", 0.5),
+    purification("noise", 4 / 255),
+)
+
+_TOKEN = re.compile(r"^(jpeg|blur|resize|noise)(\d+(?:\.\d*)?|\.\d+)$")
+
+
+def parse_purifications(spec: str) -> list[Purification]:
+    """Purifications from a comma-separated spec like ``"none,jpeg95,jpeg50,blur1.0,resize0.5,noise4"``.
+
+    Tokens: ``none``, ``jpeg<quality>``, ``blur<sigma>``, ``resize<scale>``, ``noise<std in 8-bit
+    levels>``. AdLiftError on an unknown or out-of-range token, a duplicate, or an empty spec.
+    """
+    result: list[Purification] = []
+    for raw in spec.split(","):
+        token = raw.strip().lower()
+        if not token:
+            continue
+        if token == "none":
+            p = purification("none")
+        else:
+            m = _TOKEN.match(token)
+            if m is None:
+                raise AdLiftError(
+                    f"bad purification {raw.strip()!r}; expected none, jpeg<quality>, blur<sigma>, "
+                    "resize<scale> or noise<levels>, e.g. jpeg75,blur1.0,resize0.5,noise4"
+                )
+            kind, value = m.group(1), float(m.group(2))
+            p = purification(kind, value / 255 if kind == "noise" else value)  # type: ignore[arg-type]
+        if any(q.name == p.name for q in result):
+            raise AdLiftError(f"purification {p.name!r} is listed twice in {spec!r}")
+        result.append(p)
+    if not result:
+        raise AdLiftError(f"no purifications in {spec!r}; e.g. jpeg95,jpeg50,blur1.0,resize0.5,noise4")
+    return result
+
+
+def apply_purification(
+    images: torch.Tensor, p: Purification, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``p`` applied to images [B, 3, H, W] in [0, 1] -> [B, 3, H, W] clamped to [0, 1].
+
+    ``generator`` (a CPU generator) draws the noise of ``noise`` purifications; None uses torch's
+    global RNG. Differentiable, though evaluation does not need it.
+    """
+    check_images(images)
+    if p.kind == "none":
+        return images.clamp(0.0, 1.0)
+    return apply_transform(images, p.kind, p.strength, generator).clamp(0.0, 1.0)

@@ -1,0 +1,293 @@
+"""Evaluate a protection: invisibility, protection against the editor, robustness to purification.
+
+:func:`evaluate` compares the raw and the protected scene on the training and the novel views:
+
+1. **Invisibility** per view: PSNR, SSIM, LPIPS (when its weights load; otherwise None with the
+   reason), L-infinity and the share of pixels within eta + 1/255, protected render vs raw render.
+2. **Protection**: the editor edits raw and protected renders with the same instruction and seeds
+   (``mode="2d"``), or edits the raw and the protected *scene* Instruct-GS2GS-style and both
+   edited scenes are rendered (``mode="3d"``). Per view: CLIP similarity of each edit to the edited
+   caption, CLIP directional similarity (source render -> its edit, vs. the caption direction),
+   the deviation edit(raw) vs edit(protected) (PSNR, SSIM, LPIPS), and how much each edit changed
+   its input (edit(protected) vs protected, edit(raw) vs raw).
+3. **Robustness**: each purification (JPEG, blur, resize, noise) is applied to the protected
+   renders, which are then edited in 2D; the protection metrics are computed again against the
+   2D edit of the raw renders (in both modes: a 3D edit per purification would cost a scene
+   optimisation each).
+
+Nothing here writes files: :mod:`adlift.evaluate.report` and :mod:`adlift.evaluate.figures` do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from adlift.cameras import Cameras
+from adlift.errors import AdLiftError
+from adlift.evaluate.clip_metrics import ClipScorer, captions_for
+from adlift.evaluate.image_metrics import LpipsMetric, image_pair_metrics
+from adlift.evaluate.purify import DEFAULT_PURIFICATIONS, Purification, apply_purification
+from adlift.scene import GaussianScene
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """Settings of :func:`evaluate`."""
+
+    mode: Literal["2d", "3d"] = "2d"
+    """2d: InstructPix2Pix edits each rendered view; 3d: Instruct-GS2GS-style edit of the scenes."""
+
+    eta: float = 8 / 255
+    """The protection's L-infinity budget (for the within-budget share and the difference images)."""
+
+    steps: int = 20
+    """Diffusion steps per edit."""
+
+    guidance_scale: float | None = None
+    """Text guidance; default 7.5 in 2d (InstructPix2Pix), 12.5 in 3d (Instruct-GS2GS)."""
+
+    image_guidance_scale: float = 1.5
+    """Image guidance of the edits."""
+
+    seed: int = 0
+    """Seed of every edit (the raw and the protected view of a pair get the same one)."""
+
+    views_per_split: int = 8
+    """Evaluate at most this many views of each split, evenly spaced (0 = all)."""
+
+    purifications: tuple[Purification, ...] = DEFAULT_PURIFICATIONS
+    """Purifications applied to the protected renders before editing (empty = no robustness part)."""
+
+    caption: str | None = None
+    """Caption of the source scene for the CLIP captions (default "a photo")."""
+
+    rounds_3d: int = 1
+    """3d mode: dataset-update rounds of the scene edit."""
+
+    gs_steps_3d: int = 200
+    """3d mode: Gaussian optimisation steps per round of the scene edit."""
+
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Background colour of the renders."""
+
+    backend: str = "auto"
+    """Render backend."""
+
+    batch_size: int = 4
+    """Views per editor batch."""
+
+    progress: bool = True
+    """Show progress bars."""
+
+    def validate(self) -> None:
+        if self.mode not in ("2d", "3d"):
+            raise AdLiftError(f"mode must be 2d or 3d, got {self.mode!r}")
+        if not 0.0 < self.eta <= 1.0:
+            raise AdLiftError(f"eta must lie in (0, 1], got {self.eta}")
+        if self.steps < 1 or self.views_per_split < 0 or self.rounds_3d < 1 or self.gs_steps_3d < 0:
+            raise AdLiftError("need steps >= 1, views_per_split >= 0, rounds_3d >= 1 and gs_steps_3d >= 0")
+        names = [p.name for p in self.purifications]
+        if len(set(names)) != len(names):
+            raise AdLiftError(f"purifications repeat a name: {', '.join(names)}")
+
+    @property
+    def text_guidance(self) -> float:
+        if self.guidance_scale is not None:
+            return self.guidance_scale
+        return 7.5 if self.mode == "2d" else 12.5
+
+
+@dataclasses.dataclass
+class SplitImages:
+    """The images of one split, all [C, 3, H, W] in [0, 1] on the CPU."""
+
+    names: list[str]
+    raw: torch.Tensor
+    protected: torch.Tensor
+    edit_raw: torch.Tensor
+    edit_protected: torch.Tensor
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """What :func:`evaluate` returns: per-view records, robustness, summaries and the images."""
+
+    views: list[dict]
+    """One record per view: name, split and every metric (None where unavailable)."""
+
+    robustness: list[dict]
+    """One record per (split, purification): means of the protection metrics on purified renders."""
+
+    summary: dict
+    """Means per split: ``{"train": {...}, "novel": {...}}``."""
+
+    images: dict[str, SplitImages]
+    """Renders and edits per split, for grids."""
+
+    captions: tuple[str, str]
+    """(before, after) captions of the CLIP metrics."""
+
+    seconds: float
+
+
+def pick_views(cameras: Cameras, limit: int) -> Cameras:
+    """At most ``limit`` views of ``cameras``, evenly spaced (all of them for limit 0)."""
+    n = len(cameras)
+    if limit <= 0 or n <= limit:
+        return cameras
+    idx = sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)}) if limit > 1 else [0]
+    return cameras[idx]
+
+
+def render_all(scene: GaussianScene, cameras: Cameras, config: EvaluateConfig) -> torch.Tensor:
+    """Clamped renders [C, 3, H, W] on the CPU, one view at a time, without gradients."""
+    from adlift.render import render
+
+    bg = torch.tensor([config.background], dtype=scene.dtype, device=scene.device)
+    out = []
+    with torch.no_grad():
+        for i in range(len(cameras)):
+            rgb = render(scene, cameras[i].to(scene.device), backend=config.backend, background=bg).rgb
+            out.append(rgb.clamp(0.0, 1.0).cpu())
+    return torch.cat(out)
+
+
+def _edit_2d(editor, images: torch.Tensor, instruction: str, config: EvaluateConfig) -> torch.Tensor:
+    return editor.edit(images, instruction, steps=config.steps, guidance_scale=config.text_guidance,
+                       image_guidance_scale=config.image_guidance_scale, seed=config.seed,
+                       batch_size=config.batch_size).cpu()  # fmt: skip
+
+
+def _edit_3d(editor, scene: GaussianScene, train: Cameras, instruction: str, config: EvaluateConfig) -> GaussianScene:
+    from adlift.editors.scene_edit import SceneEditConfig, edit_scene
+
+    cfg = SceneEditConfig(rounds=config.rounds_3d, gs_steps=config.gs_steps_3d, diffusion_steps=config.steps,
+                          guidance_scale=config.text_guidance, image_guidance_scale=config.image_guidance_scale,
+                          background=config.background, backend=config.backend, seed=config.seed,
+                          edit_batch_size=config.batch_size, progress=config.progress)  # fmt: skip
+    return edit_scene(scene, train.to(scene.device), editor, instruction, cfg).scene
+
+
+def _clip_scores(clip: ClipScorer | None, source: torch.Tensor, edited: torch.Tensor, captions) -> dict:
+    """{"text": [C], "direction": [C]} CLIP scores of edits, or None values without CLIP."""
+    if clip is None:
+        n = source.shape[0]
+        return {"text": [None] * n, "direction": [None] * n}
+    before, after = captions
+    return {
+        "text": clip.text_image_similarity(edited, after).tolist(),
+        "direction": clip.directional_similarity(source, edited, before, after).tolist(),
+    }
+
+
+def _prefixed(rows: list[dict], prefix: str, keys=("psnr", "ssim", "lpips")) -> list[dict]:
+    return [{f"{prefix}_{k}": r.get(k) for k in keys} for r in rows]
+
+
+def protection_records(
+    raw: torch.Tensor,  # [C, 3, H, W]
+    protected: torch.Tensor,  # [C, 3, H, W] (possibly purified)
+    edit_raw: torch.Tensor,  # [C, 3, H, W]
+    edit_protected: torch.Tensor,  # [C, 3, H, W]
+    clip: ClipScorer | None,
+    lpips: LpipsMetric | None,
+    captions: tuple[str, str],
+) -> list[dict]:
+    """Per view: CLIP scores of both edits, edit deviation and how much each edit changed its input."""
+    clip_raw = _clip_scores(clip, raw, edit_raw, captions)
+    clip_prot = _clip_scores(clip, protected, edit_protected, captions)
+    deviation = _prefixed(image_pair_metrics(edit_raw, edit_protected, lpips=lpips), "edit_deviation")
+    change_prot = _prefixed(image_pair_metrics(edit_protected, protected, lpips=lpips), "edit_change_protected")
+    change_raw = _prefixed(image_pair_metrics(edit_raw, raw, lpips=lpips), "edit_change_raw")
+    rows = []
+    for i in range(raw.shape[0]):
+        rows.append({
+            "clip_text_raw": clip_raw["text"][i], "clip_text_protected": clip_prot["text"][i],
+            "clip_direction_raw": clip_raw["direction"][i], "clip_direction_protected": clip_prot["direction"][i],
+            **deviation[i], **change_prot[i], **change_raw[i],
+        })  # fmt: skip
+    return rows
+
+
+def mean_of(rows: list[dict]) -> dict:
+    """Mean of every numeric field over rows (None/inf-aware: infinities give inf, all-None gives None)."""
+    keys = [k for k in rows[0] if k not in ("name", "split", "purification")] if rows else []
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
+        out[k] = (math.fsum(vals) / len(vals) if all(math.isfinite(v) for v in vals) else math.inf) if vals else None
+    return out
+
+
+def evaluate(
+    raw: GaussianScene,
+    protected: GaussianScene,
+    splits: dict[str, Cameras],
+    instruction: str,
+    editor,
+    config: EvaluateConfig | None = None,
+    *,
+    clip: ClipScorer | None = None,
+    lpips: LpipsMetric | None = None,
+) -> EvaluationResult:
+    """Evaluate ``protected`` against ``raw`` on the views of ``splits`` ({"train": cams, "novel": cams}).
+
+    ``editor`` is an :class:`~adlift.editors.IP2PEditor`; without ``clip`` or ``lpips`` their
+    metrics are None. 3d mode edits both scenes from the "train" split's views (all of them).
+    """
+    config = config or EvaluateConfig()
+    config.validate()
+    if not instruction.strip():
+        raise AdLiftError("the instruction is empty; give the edit the protection is meant to stop")
+    if not splits or any(len(c) == 0 for c in splits.values()):
+        raise AdLiftError("evaluation needs at least one view in every split it is given")
+    if config.mode == "3d" and "train" not in splits:
+        raise AdLiftError("3d evaluation edits the scenes from the training views; give a train split")
+    tic = time.perf_counter()
+    captions = captions_for(instruction, config.caption)
+    edited_scenes = None
+    if config.mode == "3d":
+        edited_scenes = (_edit_3d(editor, raw, splits["train"], instruction, config),
+                         _edit_3d(editor, protected, splits["train"], instruction, config))  # fmt: skip
+
+    views: list[dict] = []
+    robustness: list[dict] = []
+    images: dict[str, SplitImages] = {}
+    summary: dict[str, dict] = {}
+    steps = len(splits) * (2 + len(config.purifications))
+    bar = tqdm(total=steps, desc="evaluating", unit="step", disable=not config.progress)
+    for split, all_cams in splits.items():
+        cams = pick_views(all_cams, config.views_per_split)
+        r, p = render_all(raw, cams, config), render_all(protected, cams, config)
+        invisible = image_pair_metrics(r, p, eta=config.eta, lpips=lpips)
+        bar.update(1)
+        if edited_scenes is None:
+            er, ep = _edit_2d(editor, r, instruction, config), _edit_2d(editor, p, instruction, config)
+        else:
+            er, ep = render_all(edited_scenes[0], cams, config), render_all(edited_scenes[1], cams, config)
+        prot = protection_records(r, p, er, ep, clip, lpips, captions)
+        bar.update(1)
+        rows = [{"name": n, "split": split, **inv, **pr} for n, inv, pr in zip(cams.names, invisible, prot)]
+        views += rows
+        images[split] = SplitImages(list(cams.names), r, p, er, ep)
+        summary[split] = {"views": len(rows), **mean_of(rows)}
+        # Robustness is a 2D protocol in both modes: the reference is the 2D edit of the raw render.
+        er_2d = er if edited_scenes is None or not config.purifications else _edit_2d(editor, r, instruction, config)
+        for purification in config.purifications:
+            gen = torch.Generator().manual_seed(config.seed)
+            pq = apply_purification(p, purification, generator=gen)
+            epq = _edit_2d(editor, pq, instruction, config)
+            recs = protection_records(r, pq, er_2d, epq, clip, lpips, captions)
+            purified_vs_raw = image_pair_metrics(r, pq)
+            for rec, pv in zip(recs, purified_vs_raw):
+                rec["purified_psnr"] = pv["psnr"]
+            robustness.append({"split": split, "purification": purification.name, **mean_of(recs)})
+            bar.update(1)
+    bar.close()
+    return EvaluationResult(views, robustness, summary, images, captions, time.perf_counter() - tic)
