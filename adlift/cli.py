@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import tyro
 
 from adlift.commands.edit import EditCommand
+from adlift.commands.evaluate import EvaluateCommand
 from adlift.commands.info import InfoCommand
 from adlift.commands.protect import ProtectCommand
 from adlift.commands.protect_image import ProtectImageCommand
@@ -25,6 +26,7 @@ COMMANDS: dict[str, Callable] = {
     "protect": ProtectCommand,
     "protect-image": ProtectImageCommand,
     "edit": EditCommand,
+    "evaluate": EvaluateCommand,
 }
 
 DESCRIPTION = (

@@ -124,7 +124,7 @@ def write_protection(
         "adlift_version": adlift.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(result.seconds, 3),
-        "raw_scene": {"path": str(raw_path), "sha256": file_sha256(raw_path), "num_gaussians": result.num_raw},
+        "raw_scene": {"path": str(Path(raw_path).resolve()), "sha256": file_sha256(raw_path), "num_gaussians": result.num_raw},
         "protected_scene": {"path": "protected.ply", "num_gaussians": result.protected.num_gaussians},
         "safeguard": {
             "first": result.num_raw,

@@ -1,0 +1,175 @@
+"""Evaluation: evaluate() on known inputs, the report schema, grids and plots, and `adlift evaluate`.
+
+Tiny untrained editor and tiny CLIP, 32 px renders of the bundled bust: these tests check the
+plumbing and the metric definitions, not protection quality.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from adlift.evaluate import load_clip, parse_purifications
+from adlift.evaluate.figures import save_grid, save_plots
+from adlift.evaluate.report import build_report, markdown_report, write_report
+from adlift.evaluate.run import EvaluateConfig, evaluate, mean_of, pick_views
+from adlift.io.cameras import load_cameras
+from adlift.io.ply import read_ply
+from tests.test_edit_cli import BUST, BUST_CAMS, run_cli
+from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+INSTRUCTION = "turn her into a clown"
+FAST = EvaluateConfig(steps=2, views_per_split=2, purifications=tuple(parse_purifications("jpeg50,noise4")),
+                      progress=False)  # fmt: skip
+
+
+@functools.cache
+def scenes():
+    raw = read_ply(BUST)
+    sh = raw.sh.clone()
+    sh[:, 0] += 0.02  # a uniform DC shift: a small, visible-to-metrics change
+    return raw, dataclasses.replace(raw, sh=sh)
+
+
+@functools.cache
+def splits():
+    return {s: load_cameras(BUST_CAMS, split=s, width=32) for s in ("train", "novel")}
+
+
+@functools.cache
+def clip():
+    return load_clip("tiny")
+
+
+@functools.cache
+def perturbed_run():
+    raw, prot = scenes()
+    return evaluate(raw, prot, splits(), INSTRUCTION, tiny_editor(), FAST, clip=clip())
+
+
+def test_identical_scenes_are_invisible_and_edit_identically():
+    raw, _ = scenes()
+    cfg = dataclasses.replace(FAST, purifications=())
+    res = evaluate(raw, raw, splits(), INSTRUCTION, tiny_editor(), cfg, clip=clip())
+    assert len(res.views) == 4 and {v["split"] for v in res.views} == {"train", "novel"}
+    for v in res.views:
+        assert v["psnr"] == math.inf and v["ssim"] == pytest.approx(1.0, abs=1e-4) and v["linf_255"] == 0.0
+        assert v["within_budget"] == 1.0 and v["lpips"] is None  # lpips unavailable here: None, not a guess
+        assert v["edit_deviation_psnr"] == math.inf  # same seed, same input -> same edit
+        assert v["clip_direction_raw"] == pytest.approx(v["clip_direction_protected"], abs=1e-6)
+    assert res.robustness == []
+    assert res.summary["train"]["psnr"] == math.inf
+
+
+def test_a_known_perturbation_is_measured():
+    res = perturbed_run()
+    raw, prot = scenes()
+    for v in res.views:
+        assert 20.0 < v["psnr"] < math.inf and 0.0 < v["linf_255"] <= 0.02 * 0.2821 * 255 + 0.5
+        assert v["edit_deviation_psnr"] < math.inf
+        assert -1.0 <= v["clip_text_raw"] <= 1.0 and -1.0 <= v["clip_direction_protected"] <= 1.0
+    assert [r["purification"] for r in res.robustness] == ["jpeg50", "noise4"] * 2
+    for r in res.robustness:
+        assert r["purified_psnr"] < res.summary[r["split"]]["psnr"]  # purification moves the image further
+    assert res.images["novel"].edit_protected.shape == (2, 3, 32, 32)
+
+
+def test_pick_views_and_means():
+    cams = load_cameras(BUST_CAMS, split="train")
+    picked = pick_views(cams, 3)  # evenly spaced, first and last included
+    assert list(picked.names) == [cams.names[i] for i in (0, round((len(cams) - 1) / 2), len(cams) - 1)]
+    assert len(pick_views(cams, 0)) == len(cams) and len(pick_views(cams, 100)) == len(cams)
+    m = mean_of([{"name": "a", "x": 1.0, "y": None, "z": math.inf}, {"name": "b", "x": 3.0, "y": None, "z": 1.0}])
+    assert m == {"x": 2.0, "y": None, "z": math.inf}
+
+
+def test_report_schema_figures_and_markdown(tmp_path):
+    res = perturbed_run()
+    info = {"available": False, "reason": "test"}
+    report = build_report(res, FAST, instruction=INSTRUCTION, editor_metadata=tiny_editor().metadata(),
+                          clip_info={"available": True, "model": "tiny", "untrained": True, "reason": None},
+                          lpips_info=info, sources={"raw": "r.ply", "protected": "p.ply", "cameras": "c", "manifest": None},
+                          files={"metrics.png": "plots"})  # fmt: skip
+    text = json.dumps(report, allow_nan=False)  # strict JSON: no Infinity / NaN anywhere
+    for key in ("report_version", "adlift_version", "mode", "instruction", "captions", "eta", "editor", "clip",
+                "lpips", "settings", "summary", "views", "robustness", "files", "warning"):  # fmt: skip
+        assert key in report, key
+    assert report["editor"]["untrained_test_model"] is True and "untrained" in report["warning"]
+    assert report["settings"]["purifications"] == ["jpeg50", "noise4"]
+    assert report["views"][0]["lpips"] is None and "Infinity" not in text
+    write_report(tmp_path, report)
+    md = (tmp_path / "report.md").read_text()
+    assert md == markdown_report(report) and "| train (2 views) |" in md and "n/a" in md and "jpeg50" in md
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+
+    save_grid(tmp_path / "grid.png", res.images["train"], FAST.eta, "train", banner="UNTRAINED")
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.width >= 5 * 32 and im.height >= 2 * 32
+    save_plots(tmp_path / "metrics.png", res.views, res.robustness, "t")
+    with Image.open(tmp_path / "metrics.png") as im:
+        assert im.format == "PNG" and im.width > 500
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bad_settings_are_rejected():
+    from adlift.errors import AdLiftError
+
+    raw, prot = scenes()
+    with pytest.raises(AdLiftError):
+        dataclasses.replace(FAST, eta=0.0).validate()
+    with pytest.raises(AdLiftError):
+        evaluate(raw, prot, splits(), "  ", tiny_editor(), FAST)
+    with pytest.raises(AdLiftError, match="train"):
+        evaluate(raw, prot, {"novel": splits()["novel"]}, INSTRUCTION, tiny_editor(), dataclasses.replace(FAST, mode="3d"))
+
+
+def test_evaluate_3d_edits_both_scenes():
+    raw, prot = scenes()
+    cfg = dataclasses.replace(FAST, mode="3d", gs_steps_3d=2, purifications=(), views_per_split=1)
+    small = {s: c[[0, 1]] for s, c in splits().items()}
+    res = evaluate(raw, prot, small, INSTRUCTION, tiny_editor(), cfg)
+    assert len(res.views) == 2 and all(v["clip_text_raw"] is None for v in res.views)  # no CLIP given
+    assert all(math.isfinite(v["edit_change_raw_psnr"]) for v in res.views)  # the 3D edit changed the scene
+
+
+# ---------------------------------------------------------------------------------- CLI
+def test_evaluate_cli_on_a_protect_directory(tmp_path):
+    hf = tmp_path / "hf"
+    prot_dir = tmp_path / "prot"
+    proc = run_cli("protect", str(BUST), "--instruction", INSTRUCTION, "--out", str(prot_dir), "--editor", "tiny",
+                   "--cameras", "orbit:8,size=32x32", "--rounds", "1", "--pgd-steps", "1", "--fit-steps", "1",
+                   "--replay", "0", hf_home=hf)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("evaluate", str(prot_dir), "--clip", "nobody/no-such-clip", "--steps", "2", "--views-per-split",
+                   "2", "--purify", "jpeg75", hf_home=hf)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "CLIP metrics unavailable" in proc.stdout and "nobody/no-such-clip" in proc.stdout
+    out = prot_dir / "evaluation"
+    report = json.loads((out / "report.json").read_text())
+    assert report["clip"]["available"] is False and "nobody/no-such-clip" in report["clip"]["reason"]
+    assert report["instruction"] == INSTRUCTION and report["editor"]["untrained_test_model"] is True
+    assert all(v["clip_direction_raw"] is None for v in report["views"])
+    assert {v["split"] for v in report["views"]} == {"train", "novel"}
+    assert [r["purification"] for r in report["robustness"]] == ["jpeg75", "jpeg75"]
+    for name in ("report.md", "grid_train.png", "grid_novel.png", "metrics.png"):
+        assert (out / name).is_file(), name
+    assert "unavailable" in (out / "report.md").read_text()
+
+
+def test_evaluate_cli_errors(tmp_path):
+    hf = tmp_path / "hf"
+    (tmp_path / "empty").mkdir()
+    for args, needle in [((str(tmp_path / "empty"),), "manifest.json"),
+                         ((str(tmp_path / "nowhere"),), "not a directory"),
+                         (("--raw", str(BUST)), "without a protect OUTDIR")]:  # fmt: skip
+        proc = run_cli("evaluate", *args, hf_home=hf)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+        assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
