@@ -12,7 +12,6 @@ import json
 import math
 
 import pytest
-import torch
 from PIL import Image
 
 from adlift.evaluate import load_clip, parse_purifications

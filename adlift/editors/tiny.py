@@ -58,6 +58,24 @@ def load_tiny_tokenizer():
     return CLIPTokenizer.from_pretrained(str(ASSETS_DIR), model_max_length=TINY_MAX_LENGTH)
 
 
+def tiny_text_config(tokenizer):
+    """The ``CLIPTextConfig`` of the tiny models' text encoders (32 wide, 2 layers), sized to ``tokenizer``."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=TINY_MAX_LENGTH,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 def build_tiny_pipeline(seed: int = 0):
     """Construct the tiny pipeline in memory, weights drawn from ``seed`` (global RNG untouched)."""
     import_diffusers()
@@ -68,7 +86,7 @@ def build_tiny_pipeline(seed: int = 0):
             StableDiffusionInstructPix2PixPipeline,
             UNet2DConditionModel,
         )
-        from transformers import CLIPTextConfig, CLIPTextModel
+        from transformers import CLIPTextModel
 
         tokenizer = load_tiny_tokenizer()
         with torch.random.fork_rng(devices=[]):
@@ -98,20 +116,7 @@ def build_tiny_pipeline(seed: int = 0):
                 sample_size=32,
             )
             torch.manual_seed(seed + 2)
-            text_encoder = CLIPTextModel(
-                CLIPTextConfig(
-                    vocab_size=len(tokenizer),
-                    hidden_size=32,
-                    intermediate_size=64,
-                    num_hidden_layers=2,
-                    num_attention_heads=4,
-                    max_position_embeddings=TINY_MAX_LENGTH,
-                    projection_dim=32,
-                    bos_token_id=tokenizer.bos_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-            )
+            text_encoder = CLIPTextModel(tiny_text_config(tokenizer))
         # InstructPix2Pix's released scheduler: Euler ancestral on SD's scaled-linear betas.
         scheduler = EulerAncestralDiscreteScheduler(
             num_train_timesteps=1000,

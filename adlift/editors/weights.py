@@ -125,12 +125,13 @@ def import_diffusers():
     return diffusers
 
 
-def cached_snapshot(model: str, cache: Path) -> Path | None:
-    """The newest snapshot of hub id ``model`` in hub cache ``cache`` that holds a pipeline, if any."""
+def cached_snapshot(model: str, cache: Path, marker: str = "model_index.json") -> Path | None:
+    """The newest snapshot of hub id ``model`` in hub cache ``cache`` holding ``marker`` (default: a
+    diffusers pipeline's model_index.json; config.json for a transformers model), if any."""
     snapshots = cache / ("models--" + model.replace("/", "--")) / "snapshots"
     if not snapshots.is_dir():
         return None
-    found = [d for d in snapshots.iterdir() if (d / "model_index.json").is_file()]
+    found = [d for d in snapshots.iterdir() if (d / marker).is_file()]
     return max(found, key=lambda d: d.stat().st_mtime) if found else None
 
 

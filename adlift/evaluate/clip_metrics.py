@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from adlift.editors.weights import hub_cache_dir, hub_offline, is_local_reference, quiet_hf
+from adlift.editors.weights import cached_snapshot, hub_cache_dir, hub_offline, is_local_reference, quiet_hf
 from adlift.errors import AdLiftError
 from adlift.evaluate.image_metrics import check_images
 
@@ -174,23 +174,13 @@ class ClipScorer:
 
 def build_tiny_clip(seed: int = 0):
     """A tiny random-weight ``CLIPModel`` and the tiny tokenizer shipped in ``adlift/editors/assets``."""
-    from adlift.editors.tiny import TINY_MAX_LENGTH, load_tiny_tokenizer
+    from adlift.editors.tiny import load_tiny_tokenizer, tiny_text_config
 
     tokenizer = load_tiny_tokenizer()
     with quiet_hf():
-        from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+        from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
 
-        text = CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=TINY_MAX_LENGTH,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        text = tiny_text_config(tokenizer)
         vision = CLIPVisionConfig(
             hidden_size=32,
             intermediate_size=64,
@@ -209,15 +199,6 @@ def build_tiny_clip(seed: int = 0):
             torch.manual_seed(seed)
             model = CLIPModel(config)
     return model, tokenizer
-
-
-def _cached_snapshot(model: str, cache: Path) -> Path | None:
-    """The newest snapshot of hub id ``model`` in ``cache`` that holds a model config, if any."""
-    snapshots = cache / ("models--" + model.replace("/", "--")) / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    found = [d for d in snapshots.iterdir() if (d / "config.json").is_file()]
-    return max(found, key=lambda d: d.stat().st_mtime) if found else None
 
 
 def load_clip(
@@ -255,7 +236,7 @@ def load_clip(
         source, kwargs["cache_dir"] = model, str(cache)
         if hub_offline():
             kwargs["local_files_only"] = True
-            if _cached_snapshot(model, cache) is None:
+            if cached_snapshot(model, cache, marker="config.json") is None:
                 raise MissingClipError(model, where, "it is not in the cache and HF_HUB_OFFLINE=1 forbids downloading")
     try:
         with quiet_hf():
