@@ -6,6 +6,8 @@ message to stderr and exits with status 2, without a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -46,6 +48,10 @@ def main(args: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("adlift: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop the interpreter's flush from failing again
+        return 0
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import tyro
@@ -26,31 +26,31 @@ DEFAULT_PURIFY = "jpeg95,jpeg75,jpeg50,blur1.0,resize0.5,noise4"
 class EvaluateCommand:
     """Evaluate a protected 3DGS scene: invisibility, protection against the editor, robustness."""
 
-    outdir: tyro.conf.Positional[Path | None] = None
+    outdir: Annotated[tyro.conf.Positional[Path | None], tyro.conf.arg(metavar="OUTDIR")] = None
     """A directory written by `adlift protect` (its manifest.json supplies what is not given)."""
 
-    raw: Path | None = None
+    raw: Annotated[Path | None, tyro.conf.arg(metavar="PLY")] = None
     """The unprotected .ply (default: the manifest's raw scene)."""
 
-    protected: Path | None = None
+    protected: Annotated[Path | None, tyro.conf.arg(metavar="PLY")] = None
     """The protected .ply (default: OUTDIR/protected.ply)."""
 
-    cameras: str | None = None
+    cameras: Annotated[str | None, tyro.conf.arg(metavar="SPEC")] = None
     """Views with a train/novel split: a camera file or `orbit:N` (default: OUTDIR/transforms.json)."""
 
-    instruction: str | None = None
+    instruction: Annotated[str | None, tyro.conf.arg(metavar="TEXT")] = None
     """The edit to test (default: the manifest's instruction)."""
 
-    eta: str | None = None
+    eta: Annotated[str | None, tyro.conf.arg(metavar="BUDGET")] = None
     """The protection budget, e.g. 8/255 (default: the manifest's)."""
 
-    out: Path | None = None
+    out: Annotated[Path | None, tyro.conf.arg(metavar="DIR")] = None
     """Output directory (default: OUTDIR/evaluation)."""
 
     mode: Literal["2d", "3d"] = "2d"
     """2d: InstructPix2Pix on each render; 3d: Instruct-GS2GS-style edit of both scenes, then render."""
 
-    editor: str | None = None
+    editor: Annotated[str | None, tyro.conf.arg(metavar="EDITOR")] = None
     """ip2p, tiny (untrained offline test model), a hub id or a local dir (default: the manifest's)."""
 
     clip: str = "openai/clip-vit-large-patch14"
@@ -63,7 +63,7 @@ class EvaluateCommand:
     steps: int = 20
     """Diffusion steps per edit."""
 
-    guidance_scale: float | None = None
+    guidance_scale: Annotated[float | None, tyro.conf.arg(metavar="FLOAT")] = None
     """Text guidance; default 7.5 (2d) or 12.5 (3d)."""
 
     image_guidance_scale: float = 1.5
@@ -78,7 +78,7 @@ class EvaluateCommand:
     purify: str = DEFAULT_PURIFY
     """Purifications for the robustness part, comma-separated (jpegQ, blurSIGMA, resizeS, noiseL), or none."""
 
-    caption: str | None = None
+    caption: Annotated[str | None, tyro.conf.arg(metavar="TEXT")] = None
     """A caption of the scene for CLIP (default "a photo"); the edited caption appends the instruction."""
 
     rounds_3d: int = 1
@@ -87,16 +87,16 @@ class EvaluateCommand:
     gs_steps_3d: int = 200
     """3d: Gaussian optimisation steps per round."""
 
-    width: int | None = None
+    width: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
     """Render width (intrinsics rescaled; default: the cameras' own size)."""
 
-    height: int | None = None
+    height: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
     """Render height."""
 
     backend: Literal["auto", "torch", "gsplat", "cuda"] = "auto"
     """Rasteriser."""
 
-    device: str | None = None
+    device: Annotated[str | None, tyro.conf.arg(metavar="DEVICE")] = None
     """Torch device; default cuda if available, else cpu."""
 
     def _manifest(self) -> dict:
