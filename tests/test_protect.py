@@ -167,7 +167,7 @@ def test_history_has_one_record_per_view_and_round():
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     class Stop(Exception):
-        pass
+        """Raised by the hook to interrupt a run between two work units."""
 
     def stop_after(k):
         def hook(done, total):

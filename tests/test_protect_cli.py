@@ -109,7 +109,7 @@ def test_protect_resume_rejects_a_checkpoint_of_another_run(tmp_path):
     cams = load_cameras(BUST_CAMS, split="train", width=32)[[0, 1]]
 
     class Stop(Exception):
-        pass
+        """Raised by the hook to interrupt a run between two work units."""
 
     def stop(done, total):
         raise Stop

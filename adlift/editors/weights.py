@@ -135,6 +135,21 @@ def cached_snapshot(model: str, cache: Path, marker: str = "model_index.json") -
     return max(found, key=lambda d: d.stat().st_mtime) if found else None
 
 
+def hub_lookup(
+    model: str, cache_dir: str | os.PathLike | None = None, marker: str = "model_index.json"
+) -> tuple[dict, str, str | None]:
+    """How ``from_pretrained`` should look for hub id ``model``: (its keyword arguments, a phrase
+    saying where it looks, and the problem if it already cannot succeed: offline and not cached)."""
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
+    kwargs: dict = {"cache_dir": str(cache)}
+    problem = None
+    if hub_offline():
+        kwargs["local_files_only"] = True
+        if cached_snapshot(model, cache, marker) is None:
+            problem = "it is not in the cache and HF_HUB_OFFLINE=1 forbids downloading"
+    return kwargs, f"the hub cache {cache}", problem
+
+
 def load_ip2p_pipeline(
     model: str | os.PathLike = DEFAULT_MODEL,
     *,
@@ -164,14 +179,11 @@ def load_ip2p_pipeline(
             raise MissingWeightsError(model, where, problem)
         source, kwargs["local_files_only"] = str(path), True
     else:
-        cache = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
-        where = f"the hub cache {cache}"
-        source, kwargs["cache_dir"] = model, str(cache)
-        if hub_offline():
-            kwargs["local_files_only"] = True
-            if cached_snapshot(model, cache) is None:
-                problem = "it is not in the cache and HF_HUB_OFFLINE=1 forbids downloading"
-                raise MissingWeightsError(model, where, problem)
+        hub_kwargs, where, problem = hub_lookup(model, cache_dir)
+        if problem:
+            raise MissingWeightsError(model, where, problem)
+        source = model
+        kwargs.update(hub_kwargs)
     import_diffusers()
     from diffusers import StableDiffusionInstructPix2PixPipeline
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from adlift.editors.weights import cached_snapshot, hub_cache_dir, hub_offline, is_local_reference, quiet_hf
+from adlift.editors.weights import hub_lookup, is_local_reference, quiet_hf
 from adlift.errors import AdLiftError
 from adlift.evaluate.image_metrics import check_images
 
@@ -231,13 +231,11 @@ def load_clip(
             raise MissingClipError(model, where, problem)
         source, kwargs["local_files_only"] = str(path), True
     else:
-        cache = Path(cache_dir).expanduser() if cache_dir is not None else hub_cache_dir()
-        where = f"the hub cache {cache}"
-        source, kwargs["cache_dir"] = model, str(cache)
-        if hub_offline():
-            kwargs["local_files_only"] = True
-            if cached_snapshot(model, cache, marker="config.json") is None:
-                raise MissingClipError(model, where, "it is not in the cache and HF_HUB_OFFLINE=1 forbids downloading")
+        hub_kwargs, where, problem = hub_lookup(model, cache_dir, marker="config.json")
+        if problem:
+            raise MissingClipError(model, where, problem)
+        source = model
+        kwargs.update(hub_kwargs)
     try:
         with quiet_hf():
             from transformers import AutoTokenizer, CLIPModel
