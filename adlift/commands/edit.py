@@ -16,9 +16,9 @@ from typing import Literal
 
 import torch
 import tyro
-from tqdm.auto import tqdm
 
 from adlift.errors import AdLiftError
+from adlift.render import render_images
 
 
 @dataclasses.dataclass
@@ -142,7 +142,8 @@ class EditCommand:
 
         guidance = 7.5 if self.guidance_scale is None else self.guidance_scale
         meta["guidance_scale"] = guidance
-        originals = _render_all(scene, cameras, self.backend, self.background, "rendering views")
+        originals = render_images(scene, cameras, backend=self.backend, background=self.background,
+                                  progress="rendering views").cpu()
         edited = editor.edit(
             originals,
             self.instruction,
@@ -187,7 +188,8 @@ class EditCommand:
         if editor.untrained:
             comment += " (untrained test model)"
         write_ply(result.scene, ply_path, comments=[comment.replace("\n", " ")])
-        rendered = _render_all(result.scene, cameras, self.backend, self.background, "rendering edited scene")
+        rendered = render_images(result.scene, cameras, backend=self.backend, background=self.background,
+                                 progress="rendering edited scene").cpu()
         save_images(result.originals, cameras.names, self.out / "original")
         save_images(result.targets, cameras.names, self.out / "targets")
         save_images(rendered, cameras.names, self.out / "edited")
@@ -214,18 +216,6 @@ class EditCommand:
             f"steps; loss to the edited targets {last['loss_before_fit']:.4f} -> {last['loss_after_fit']:.4f}; "
             f"wrote {ply_path}"
         )
-
-
-def _render_all(scene, cameras, backend: str, background, desc: str) -> torch.Tensor:
-    """Renders [C, 3, H, W] in [0, 1] (CPU), one view at a time with a progress bar."""
-    from adlift.render import render
-
-    bg = torch.tensor(background, dtype=scene.dtype, device=scene.device)
-    images = []
-    with torch.no_grad():
-        for i in tqdm(range(len(cameras)), desc=desc, unit="view"):
-            images.append(render(scene, cameras[i], backend=backend, background=bg).rgb.clamp(0, 1).cpu())
-    return torch.cat(images)
 
 
 def _save_before_after(before: torch.Tensor, after: torch.Tensor, names, path: Path, banner: str = "") -> None:

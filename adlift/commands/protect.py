@@ -211,6 +211,7 @@ class ProtectCommand:
         loss = AdversarialLoss(editor.surface, self.instruction, config.loss)
         self.out.mkdir(parents=True, exist_ok=True)
         if config.checkpoint.exists() and not self.resume:
+            print(f"starting over: discarding {config.checkpoint} (pass --resume to continue it)", flush=True)
             config.checkpoint.unlink()
         elif config.checkpoint.exists():
             print(f"resuming from {config.checkpoint}", flush=True)

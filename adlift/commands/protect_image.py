@@ -90,7 +90,7 @@ class ProtectImageCommand:
         from adlift.attacks import AdversarialLoss, EOTConfig, LossConfig, PGDConfig, image_pgd, parse_budget
         from adlift.editors import UNTRAINED_WARNING, load_editor
         from adlift.io.atomic import write_text_atomic
-        from adlift.protect.engine import psnr
+        from adlift.evaluate.image_metrics import linf_per_image, psnr_per_image
 
         files = collect_images(list(self.images))
         out_paths = [self.out / f"{f.stem}.png" for f in files]
@@ -120,7 +120,7 @@ class ProtectImageCommand:
             records.append({
                 "input": str(f), "output": dst.name, "width": img.shape[-1], "height": img.shape[-2],
                 "loss_before": before, "loss_after": after,
-                "linf_255": float((prot - img).abs().max()) * 255.0, "psnr": psnr(prot, img),
+                "linf_255": float(linf_per_image(prot, img)[0]) * 255.0, "psnr": float(psnr_per_image(prot, img)[0]),
             })  # fmt: skip
             print(f"{f.name}: loss {before:.4g} -> {after:.4g}, PSNR {records[-1]['psnr']:.1f} dB", flush=True)
             originals.append(img)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from adlift.evaluate.run import EvaluateConfig, EvaluationResult
 from adlift.io.atomic import write_text_atomic
+from adlift.io.json_safe import finite
 
 REPORT_VERSION = 1
 
@@ -56,17 +57,6 @@ PROTECTION_COLUMNS = [
 ]
 ROBUSTNESS_COLUMNS = [("purified_psnr", "purified vs raw PSNR", "{:.2f}")] + PROTECTION_COLUMNS[1:2] + \
     PROTECTION_COLUMNS[3:6]  # fmt: skip
-
-
-def finite(value):
-    """JSON-safe copy: NaN and infinities become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def build_report(

@@ -146,16 +146,10 @@ def pick_views(cameras: Cameras, limit: int) -> Cameras:
 
 
 def render_all(scene: GaussianScene, cameras: Cameras, config: EvaluateConfig) -> torch.Tensor:
-    """Clamped renders [C, 3, H, W] on the CPU, one view at a time, without gradients."""
-    from adlift.render import render
+    """Clamped renders [C, 3, H, W] on the CPU with the evaluation's backend and background."""
+    from adlift.render import render_images
 
-    bg = torch.tensor([config.background], dtype=scene.dtype, device=scene.device)
-    out = []
-    with torch.no_grad():
-        for i in range(len(cameras)):
-            rgb = render(scene, cameras[i].to(scene.device), backend=config.backend, background=bg).rgb
-            out.append(rgb.clamp(0.0, 1.0).cpu())
-    return torch.cat(out)
+    return render_images(scene, cameras, backend=config.backend, background=config.background).cpu()
 
 
 def _edit_2d(editor, images: torch.Tensor, instruction: str, config: EvaluateConfig) -> torch.Tensor:

@@ -13,7 +13,8 @@ from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
 from adlift.protect import baselines, lifted
 from adlift.protect.config import ProtectConfig
-from adlift.protect.engine import ProtectionState, psnr, run_units
+from adlift.evaluate.image_metrics import linf_per_image, psnr_per_image, within_budget_per_image
+from adlift.protect.engine import ProtectionState, run_units
 from adlift.scene import GaussianScene
 
 #: method name -> (planner, unit runner)
@@ -67,22 +68,14 @@ def view_metrics(
     reference = raw if loss.needs_reference else None
     loss_raw = loss.evaluate(raw, reference)
     loss_prot = loss.evaluate(protected, reference)
-    out = []
-    for i, name in enumerate(names):
-        diff = (protected[i] - raw[i]).abs()  # [3, H, W]
-        per_pixel = diff.amax(dim=0)  # [H, W]: worst channel
-        out.append(
-            {
-                "name": name,
-                "split": split,
-                "loss_raw": float(loss_raw[i]),
-                "loss_protected": float(loss_prot[i]),
-                "linf_255": float(diff.max()) * 255.0,
-                "psnr": psnr(protected[i], raw[i]),
-                "within_budget": float((per_pixel <= eta + 1.0 / 255.0 + 1e-6).float().mean()),
-            }
-        )
-    return out
+    psnr = psnr_per_image(protected, raw)
+    linf = linf_per_image(protected, raw)
+    within = within_budget_per_image(protected, raw, eta)
+    return [
+        {"name": name, "split": split, "loss_raw": float(loss_raw[i]), "loss_protected": float(loss_prot[i]),
+         "linf_255": float(linf[i]) * 255.0, "psnr": float(psnr[i]), "within_budget": float(within[i])}
+        for i, name in enumerate(names)
+    ]  # fmt: skip
 
 
 def summarise(views: list[dict]) -> dict:
@@ -109,15 +102,10 @@ def summarise(views: list[dict]) -> dict:
 
 
 def render_views(scene: GaussianScene, cameras: Cameras, config: ProtectConfig) -> torch.Tensor:
-    """Clamped renders [C, 3, H, W] one view at a time (bounded memory), without gradients."""
-    from adlift.render import render
+    """Clamped renders [C, 3, H, W] of ``scene`` with the run's backend and background."""
+    from adlift.render import render_images
 
-    bg = torch.tensor([config.background], dtype=scene.dtype, device=scene.device)
-    with torch.no_grad():
-        return torch.cat(
-            [render(scene, cameras[i].to(scene.device), backend=config.backend, background=bg).rgb
-             for i in range(len(cameras))]  # fmt: skip
-        ).clamp(0.0, 1.0)
+    return render_images(scene, cameras, backend=config.backend, background=config.background)
 
 
 def protect(

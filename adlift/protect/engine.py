@@ -11,7 +11,6 @@ ends bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,12 +27,6 @@ from adlift.scene import GaussianScene
 
 #: Bumped when the checkpoint layout changes.
 CHECKPOINT_VERSION = 1
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB between images in [0, 1] (inf when identical)."""
-    mse = float((a.float() - b.float()).square().mean())
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
 #: Record fields shown on the progress bar, and their labels: the adversarial loss at the end of the
@@ -135,9 +128,10 @@ class ProtectionState:
 
     def view_quality(self, view: int) -> dict:
         """L-infinity (x255) and PSNR of the current protected render of a view against the raw render."""
-        x = self.render_protected([view])
-        diff = (x - self.raw_renders[view : view + 1]).abs()
-        return {"linf_255": float(diff.max()) * 255.0, "psnr": psnr(x, self.raw_renders[view : view + 1])}
+        from adlift.evaluate.image_metrics import linf_per_image, psnr_per_image
+
+        x, raw = self.render_protected([view]), self.raw_renders[view : view + 1]
+        return {"linf_255": float(linf_per_image(x, raw)[0]) * 255.0, "psnr": float(psnr_per_image(x, raw)[0])}
 
     # ------------------------------------------------------------------ checkpoints
     def fingerprint(self) -> dict:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from adlift.cameras import Cameras
+from adlift.io.json_safe import finite
 from adlift.protect.api import ProtectResult
 from adlift.protect.config import ProtectConfig, to_jsonable
 from adlift.scene import GaussianScene
@@ -159,16 +160,5 @@ def write_protection(
             "the editor was the untrained tiny test model: these numbers say nothing about protection "
             "against the real InstructPix2Pix"
         )
-    write_text_atomic(out / "manifest.json", json.dumps(_finite(manifest), indent=2) + "\n")
+    write_text_atomic(out / "manifest.json", json.dumps(finite(manifest), indent=2) + "\n")
     return manifest
-
-
-def _finite(value):
-    """JSON has no Infinity: infinite PSNR (identical images) is written as null."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

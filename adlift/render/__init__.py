@@ -11,6 +11,7 @@ from adlift.render.api import (
     register_backend,
     registered_backends,
     render,
+    render_images,
     resolve_backend,
 )
 from adlift.render.gsplat_backend import gsplat_available, gsplat_unavailable_reason, render_gsplat
@@ -30,6 +31,7 @@ __all__ = [
     "register_backend",
     "registered_backends",
     "render",
+    "render_images",
     "resolve_backend",
     "save_images",
 ]

@@ -160,3 +160,23 @@ def render(
     bg = _background(background, len(cameras), scene.device, scene.dtype)
     out = chosen.render(scene, cameras, bg, degree, near_plane=near_plane, far_plane=far_plane)
     return RenderOutput(out["rgb"], out["alpha"], out["depth"], out["visible"], chosen.name)
+
+
+def render_images(
+    scene: GaussianScene,
+    cameras: Cameras,
+    *,
+    backend: str = "auto",
+    background: torch.Tensor | Sequence[float] | None = None,
+    progress: str | None = None,
+) -> torch.Tensor:
+    """Images [C, 3, H, W] clamped to [0, 1], on the scene's device: one view at a time (memory
+    bounded by one image), without gradients. ``progress``: a tqdm description, or None for no bar."""
+    from tqdm.auto import tqdm
+
+    images = []
+    with torch.no_grad():
+        for i in tqdm(range(len(cameras)), desc=progress, unit="view", disable=progress is None):
+            rgb = render(scene, cameras[i].to(scene.device), backend=backend, background=background).rgb
+            images.append(rgb.clamp(0.0, 1.0))
+    return torch.cat(images)
