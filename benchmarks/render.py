@@ -3,6 +3,7 @@
     python benchmarks/render.py                      # 10k/100k/1M Gaussians at 256^2 and 512^2
     python benchmarks/render.py --quick              # 10k/100k at 256^2, 2 repeats
     python benchmarks/render.py --counts 100000 --sizes 512 --breakdown
+    python benchmarks/render.py --fitting            # GPU: 500k frozen + 500k trainable at 1024^2
 
 Scenes: N Gaussians on the surface of the unit sphere (flat discs tangent to it, sized to tile the
 surface, opacities uniform in [0.2, 0.95], SH degree 3), one orbit camera at distance 3 with a 45
@@ -10,6 +11,14 @@ degree field of view (the sphere fills ~85 % of the image width).  Times are med
 ``--repeats`` runs after one warm-up; forward+backward differentiates a weighted sum of rgb, alpha
 and depth w.r.t. all five scene tensors.  Peak memory is the peak RSS above the level before the
 run on CPU (sampled from /proc every 2 ms), ``torch.cuda.max_memory_allocated`` on GPU.
+
+``--fitting`` times the Lifted PGD fitting workload instead: a frozen set (the raw asset) and a
+trainable set (the safeguard, a shell just outside it) rendered together, forward+backward, with
+gradients needed for the trainable set only. ``cuda split`` is ``render(safeguard, cams,
+frozen=raw)``; ``<backend> concat`` renders ``concat(raw.detach(), safeguard)`` (what any other
+renderer must do); ``<backend> full-grad`` differentiates every Gaussian (plain training). GPU
+times come from CUDA events; memory is the peak allocated above the inputs. The device's copy
+bandwidth is measured in the same run (bytes read + written by a large device-to-device copy).
 
 Results go to ``benchmarks/results/render-<device>.json`` (atomic write) and a markdown table.
 """
@@ -160,6 +169,92 @@ def bench_case(n: int, size: int, backend: str, device: torch.device, repeats: i
     return row
 
 
+# ------------------------------------------------------------------------------------ fitting
+def copy_bandwidth(device: torch.device, mib: int = 2048, repeats: int = 10) -> float:
+    """Measured device-to-device copy bandwidth, bytes read + written per second."""
+    x = torch.rand(mib * 2**18, device=device)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        y.copy_(x)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return 2 * x.numel() * 4 / statistics.median(times)
+
+
+def fitting_step(
+    frozen: GaussianScene, trainable: GaussianScene, cams, backend: str, mode: str, weights, forward_only: bool = False
+) -> None:
+    """One forward+backward of the fitting workload (mode: split | concat | full-grad)."""
+    params = [t.detach().requires_grad_() for t in trainable.tensors().values()]
+    safeguard = GaussianScene(*params, check_finite=False)
+    if mode == "split":
+        out = render(safeguard, cams, backend=backend, frozen=frozen)
+    elif mode == "concat":
+        out = render(GaussianScene.concat([frozen.detach(), safeguard]), cams, backend=backend)
+    else:
+        raw = GaussianScene(*[t.detach().requires_grad_() for t in frozen.tensors().values()], check_finite=False)
+        out = render(GaussianScene.concat([raw, safeguard]), cams, backend=backend)
+    loss = (out.rgb * weights).sum() + out.alpha.sum() + 0.01 * out.depth.sum()
+    if not forward_only:
+        loss.backward()
+
+
+def bench_fitting(n_frozen: int, n_train: int, size: int, backends: list[str], device, repeats: int) -> list[dict]:
+    """Median forward+backward time and peak memory of the fitting workload per backend and mode."""
+    frozen = sphere_scene(n_frozen, seed=0).to(device)
+    trainable = sphere_scene(n_train, seed=1)
+    trainable.means.mul_(1.005)  # a shell just outside the asset, like a safeguard
+    trainable = trainable.to(device)
+    cams = orbit_cameras(1, [0, 0, 0], 3.0, width=size, height=size, fov_deg=45.0).to(device)
+    weights = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+    cases = [(b, m) for b in backends for m in (("split", "full-grad") if b == "cuda" else ("concat", "full-grad"))]
+    if "cuda" in backends:
+        cases.insert(1, ("cuda", "concat"))
+    rows = []
+    for backend, mode in cases:
+        for _ in range(2):  # warm-up (builds, caches)
+            fitting_step(frozen, trainable, cams, backend, mode, weights)
+        torch.cuda.synchronize(device)
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fitting_step(frozen, trainable, cams, backend, mode, weights)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fitting_step(frozen, trainable, cams, backend, mode, weights)
+        torch.cuda.synchronize(device)
+        rows.append({
+            "backend": backend, "mode": mode, "frozen": n_frozen, "trainable": n_train, "size": size,
+            "repeats": repeats, "forward_backward_s": statistics.median(times), "min_s": min(times),
+            "spread_s": max(times) - min(times),
+            "peak_mb": round((torch.cuda.max_memory_allocated(device) - base) / 2**20, 1),
+        })  # fmt: skip
+        print(f"{backend:6s} {mode:9s} {size}^2: fwd+bwd {1000 * rows[-1]['forward_backward_s']:.2f} ms "
+              f"peak {rows[-1]['peak_mb']} MB", file=sys.stderr, flush=True)  # fmt: skip
+    return rows
+
+
+def fitting_table(rows: list[dict]) -> str:
+    ref = {r["mode"]: r["forward_backward_s"] for r in rows if r["backend"] == "gsplat"}
+    lines = ["| backend | mode | frozen + trainable | size | fwd+bwd ms (median) | vs gsplat same work | peak MB |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        same = ref.get("concat" if r["mode"] in ("split", "concat") else "full-grad")
+        speed = f"{same / r['forward_backward_s']:.2f}x" if same else "-"
+        lines.append(f"| {r['backend']} | {r['mode']} | {r['frozen']:,} + {r['trainable']:,} | {r['size']}^2 | "
+                     f"{1000 * r['forward_backward_s']:.2f} | {speed} | {r['peak_mb']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------ breakdown
 STAGES = ["covariance_factor", "project_gaussians", "screen_radii", "sh_to_rgb", "intersect_tiles", "composite"]
 
@@ -265,6 +360,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="10k and 100k at 256^2, 2 repeats")
     p.add_argument("--breakdown", action="store_true", help="also time the torch backend's stages")
+    p.add_argument("--fitting", action="store_true", help="GPU: the frozen + trainable fitting workload instead")
+    p.add_argument("--frozen", type=int, default=500_000, help="--fitting: frozen Gaussians")
+    p.add_argument("--trainable", type=int, default=500_000, help="--fitting: trainable Gaussians")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: results/render-<device>.json)")
     return p.parse_args(argv)
 
@@ -279,6 +377,8 @@ def main(argv=None) -> int:
     backends = args.backends or available_backends()
     if device.type == "cpu":
         backends = [b for b in backends if b == "torch"]  # the CUDA backends move data to the GPU
+    if args.fitting:
+        return main_fitting(args, device, backends)
     rss = PeakRSS()
     env_start = environment(device)
     rows, profile = [], []
@@ -315,6 +415,31 @@ def main(argv=None) -> int:
         print(f"\ntorch stages, N={p['gaussians']:,} at {p['size']}^2 (fwd {p['forward_s']}s, bwd {p['backward_s']}s):")
         for k, v in sorted(p["stages_s"].items(), key=lambda kv: -kv[1]):
             print(f"  {k:55s} {v:8.3f} s")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def main_fitting(args, device: torch.device, backends: list[str]) -> int:
+    if device.type != "cuda":
+        print("--fitting needs a CUDA GPU", file=sys.stderr)
+        return 2
+    backends = [b for b in backends if b in ("cuda", "gsplat")] or backends
+    env = environment(device)
+    ceiling = copy_bandwidth(device)
+    rows = []
+    for size in args.sizes:
+        rows += bench_fitting(args.frozen, args.trainable, size, backends, device, args.repeats)
+    result = {
+        "benchmark": "render-fitting",
+        "device": device_label(device),
+        "environment": env,
+        "copy_bandwidth_bytes_per_s": ceiling,
+        "results": rows,
+    }
+    out = args.out or RESULTS / f"render-fitting-{device_label(device)}.json"
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    print(f"device copy bandwidth (read + write): {ceiling / 1e12:.2f} TB/s")
+    print(fitting_table(rows))
     print(f"\nwrote {out}")
     return 0
 

@@ -53,10 +53,44 @@ def loss_weights(cams, seed):
     return [torch.rand(c, k, h, w, generator=g, dtype=torch.float64) * s for k, s in ((3, 1.0), (1, 1.0), (1, 0.05))]
 
 
-def assert_grads_close(got, want, rel=2e-3):
-    for name, a, b in zip(("means", "quats", "log_scales", "opacity_logits", "sh"), got, want):
+def assert_images_close(got, want, atol=1e-4, rtol=1e-4, flip_fraction=1e-4, flip_atol=5e-3, baseline=None):
+    """Equal to rounding, except at a few pixels where float32 and the reference disagree about a
+    discrete threshold (a Gaussian's alpha at 1/255, a pixel's transmittance at 1e-4): at most
+    ``max(3, flip_fraction * numel)`` elements may differ by more, and none by more than ``flip_atol``
+    (one faint Gaussian: ~1/255).
+
+    ``baseline``: the torch backend's float32 image of the same scene. Some random scenes are
+    ill-conditioned in float32 itself (seen: 208 of 307,200 values off by up to 1e-3 on the CPU);
+    ``got`` may then be as far from ``want`` as twice the baseline is, element count and maximum."""
+    diff = (got - want).abs()
+    bad = int((diff > atol + rtol * want.abs()).sum())
+    allowed = max(3, int(flip_fraction * want.numel()))
+    worst = flip_atol
+    if baseline is not None:
+        base = (baseline.to(want) - want).abs()
+        allowed = max(allowed, 2 * int((base > atol + rtol * want.abs()).sum()))
+        worst = max(worst, 2 * float(base.max()))
+    assert bad <= allowed, f"{bad} of {want.numel()} elements differ by more than {atol} (max {float(diff.max()):.2e})"
+    assert float(diff.max()) <= worst, f"max difference {float(diff.max()):.2e} exceeds {worst:.2e}"
+
+
+def assert_grads_close(got, want, rel=2e-3, baseline=None):
+    """Gradients within ``rel`` of each tensor's largest gradient (plus 1 % of each value).
+
+    ``baseline``: the torch backend's float32 gradients. Where float32 itself is ill-conditioned
+    (seen: 29 of 60,000 mean gradients off by up to 230 against a largest gradient of 1,900, on the
+    CPU, torch backend), ``got`` may miss at most twice as many elements, by at most twice as much."""
+    for i, (name, a, b) in enumerate(zip(("means", "quats", "log_scales", "opacity_logits", "sh"), got, want)):
         scale = float(b.abs().max()) or 1.0
-        torch.testing.assert_close(a, b, atol=rel * scale, rtol=1e-2, msg=lambda m, name=name: f"d/d {name}: {m}")
+        if baseline is None:
+            torch.testing.assert_close(a, b, atol=rel * scale, rtol=1e-2, msg=lambda m, name=name: f"d/d {name}: {m}")
+            continue
+        tol = rel * scale + 1e-2 * b.abs()
+        diff, base = (a - b).abs(), (baseline[i].to(b) - b).abs()
+        bad, base_bad = int((diff > tol).sum()), int((base > tol).sum())
+        assert bad <= 2 * base_bad, f"d/d {name}: {bad} of {b.numel()} off (float32 torch: {base_bad})"
+        if bad:
+            assert float(diff.max()) <= 2 * float(base.max()), f"d/d {name}: max error {float(diff.max()):.3g}"
 
 
 @needs_cuda
@@ -69,7 +103,7 @@ def test_torch_cuda_float32_matches_torch_cpu_float64(seed):
     gpu_scene, gpu_cams = scene.to("cuda", torch.float32), cams.to("cuda")
     out, grad = render_with_grads(gpu_scene, gpu_cams, "torch", w, background=(0.2, 0.3, 0.4))
     for a, b in zip(out, ref_out):
-        torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)
+        assert_images_close(a, b, atol=5e-5)
     assert_grads_close(grad, ref_grad)
 
 
@@ -89,7 +123,7 @@ def test_gsplat_matches_torch(seed, sh_degree):
     ref_out, ref_grad = render_with_grads(scene, cams, "torch", w, **kw)
     out, grad = render_with_grads(scene, cams, "gsplat", w, **kw)
     for a, b in zip(out, ref_out):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+        assert_images_close(a, b)
     assert_grads_close(grad, ref_grad)
 
 

@@ -58,7 +58,7 @@ def run_direct(state: ProtectionState, unit: tuple[int, int, bool]) -> dict:
     opt = state.params.optimizer
     start = value = None
     for _ in range(cfg.pgd_steps):
-        rgb = state.render(state.protected_scene(), [v])  # [1, 3, H, W], gradients reach the safeguard
+        rgb = state.render_safeguarded([v])  # [1, 3, H, W], gradients reach the safeguard
         adv = state.loss(rgb.clamp(0.0, 1.0), reference, state.generator)
         total = adv.mean() + cfg.budget_weight * budget_excess(rgb, raw, cfg.eta)
         opt.zero_grad(set_to_none=True)

@@ -79,20 +79,28 @@ class ProtectionState:
         self.seconds = 0.0
 
     # ------------------------------------------------------------------ rendering
-    def render(self, scene: GaussianScene, views: list[int]) -> torch.Tensor:
-        """RGB of ``scene`` from training views ``views``: [len(views), 3, H, W] (not clamped)."""
+    def render(self, scene: GaussianScene, views: list[int], frozen: GaussianScene | None = None) -> torch.Tensor:
+        """RGB of ``scene`` (drawn with ``frozen``, which gets no gradients) from training views
+        ``views``: [len(views), 3, H, W] (not clamped)."""
         cams = self.cameras[views] if len(views) > 1 else self.views[views[0]]
         bg = self.background.expand(len(views), 3)
-        return self._render(scene, cams, backend=self.config.backend, background=bg).rgb
+        return self._render(scene, cams, backend=self.config.backend, background=bg, frozen=frozen).rgb
 
     def protected_scene(self) -> GaussianScene:
         """Frozen raw Gaussians followed by the current safeguard (gradients reach the safeguard)."""
         return GaussianScene.concat([self.frozen, self.params.scene()])
 
+    def render_safeguarded(self, views: list[int]) -> torch.Tensor:
+        """RGB of the protected scene, gradients reaching the safeguard only: [len(views), 3, H, W].
+
+        The same image as rendering :meth:`protected_scene`; the ``cuda`` backend caches the frozen
+        Gaussians' projection per view and skips their gradient work."""
+        return self.render(self.params.scene(), views, frozen=self.frozen)
+
     def render_protected(self, views: list[int]) -> torch.Tensor:
         """Detached, clamped render of the protected scene: [len(views), 3, H, W]."""
         with torch.no_grad():
-            return self.render(self.protected_scene(), views).clamp(0.0, 1.0)
+            return self.render_safeguarded(views).clamp(0.0, 1.0)
 
     # ------------------------------------------------------------------ shared steps
     def replay_views(self, current: int | None, pool: list[int]) -> list[int]:
@@ -115,7 +123,7 @@ class ProtectionState:
             views = self.replay_views(current, pool)
             if not views:
                 break
-            rgb = self.render(self.protected_scene(), views)  # [B, 3, H, W]
+            rgb = self.render_safeguarded(views)  # [B, 3, H, W]
             target = torch.cat([self.targets[v] for v in views])
             raw = self.raw_renders[views]
             l1 = (rgb - target).abs().mean()

@@ -1,7 +1,7 @@
 """Rendering: one :func:`render` API over interchangeable backends.
 
 Backends: ``torch`` (pure PyTorch, CPU + GPU, always available), ``gsplat`` (CUDA), and ``cuda``
-(our own kernels, registered by that module when it is built).  See :mod:`adlift.render.api`.
+(our own kernels from ``cuda/``, built on first use; available with a CUDA GPU and CUDA torch).  See :mod:`adlift.render.api`.
 """
 
 from adlift.render.api import (
@@ -14,6 +14,7 @@ from adlift.render.api import (
     render_images,
     resolve_backend,
 )
+from adlift.render.cuda_backend import cuda_available, cuda_unavailable_reason, render_cuda
 from adlift.render.gsplat_backend import gsplat_available, gsplat_unavailable_reason, render_gsplat
 from adlift.render.images import contact_sheet, save_images
 from adlift.render.torch_backend import render_torch
@@ -21,6 +22,14 @@ from adlift.render.torch_backend import render_torch
 register_backend("torch", render_torch, priority=0)
 register_backend(
     "gsplat", render_gsplat, available=gsplat_available, priority=10, why_unavailable=gsplat_unavailable_reason
+)
+register_backend(
+    "cuda",
+    render_cuda,
+    available=cuda_available,
+    priority=20,
+    why_unavailable=cuda_unavailable_reason,
+    supports_frozen=True,
 )
 
 __all__ = [

@@ -65,12 +65,12 @@ class Backend:
     """Higher wins for backend="auto"."""
     why_unavailable: Callable[[], str] = lambda: "not available on this machine"
     """One-line reason shown when the backend was asked for but cannot run."""
+    supports_frozen: bool = False
+    """Its render function takes ``frozen=`` (a set drawn without gradients, e.g. cached); otherwise
+    :func:`render` concatenates the detached frozen set in front of the scene."""
 
 
 _BACKENDS: dict[str, Backend] = {}
-
-#: Backends the project knows about that register themselves only when they can be built.
-_NOT_BUILT = {"cuda": "our CUDA rasteriser (cuda/) is not built here; it needs a CUDA GPU and a CUDA build of torch"}
 
 
 def register_backend(
@@ -80,10 +80,11 @@ def register_backend(
     available: Callable[[], bool] = lambda: True,
     priority: int = 0,
     why_unavailable: Callable[[], str] | None = None,
+    supports_frozen: bool = False,
 ) -> None:
-    """Add (or replace) a backend; a later ``cuda`` extension calls this on import."""
+    """Add (or replace) a backend."""
     _BACKENDS[name] = Backend(
-        name, render, available, priority, why_unavailable or (lambda: "not available on this machine")
+        name, render, available, priority, why_unavailable or (lambda: "not available on this machine"), supports_frozen
     )
 
 
@@ -105,8 +106,6 @@ def resolve_backend(name: str = "auto") -> Backend:
             raise AdLiftError("no render backend is available")
         return _BACKENDS[avail[0]]
     if name not in _BACKENDS:
-        if name in _NOT_BUILT:
-            raise AdLiftError(f"render backend {name!r} is unavailable: {_NOT_BUILT[name]}")
         known = ", ".join(["auto"] + registered_backends())
         raise AdLiftError(f"unknown render backend {name!r}; choose one of: {known}")
     backend = _BACKENDS[name]
@@ -136,16 +135,22 @@ def render(
     sh_degree: int | None = None,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
+    frozen: GaussianScene | None = None,
 ) -> RenderOutput:
     """Render ``scene`` from every camera; see the module docstring for the exact semantics.
 
     Args:
-        scene: the Gaussians (any float dtype for ``torch``; ``gsplat`` renders in float32).
+        scene: the Gaussians (any float dtype for ``torch``; ``gsplat`` and ``cuda`` render in float32).
+            With ``frozen``, this is the trainable set: ``render(safeguard, cams, frozen=raw)``.
         cameras: C cameras, moved to the scene's device.
         backend: "auto", "torch", "gsplat" or any registered name.
         background: None (black) or an RGB colour [3] (tuple or tensor), or one per camera [C, 3].
         sh_degree: SH degree to evaluate; None uses the scene's, a lower one truncates.
         near_plane, far_plane: depth range (camera z) of the Gaussians that are drawn.
+        frozen: Gaussians drawn together with ``scene`` that receive no gradients. The image is that
+            of ``GaussianScene.concat([frozen, scene])`` and ``visible`` has Nf + N columns, frozen
+            first. The ``cuda`` backend caches the frozen projection per camera and skips all
+            gradient work for it; other backends concatenate.
     """
     if not isinstance(scene, GaussianScene):
         raise AdLiftError(f"render() needs a GaussianScene, got {type(scene).__name__}")
@@ -156,9 +161,20 @@ def render(
         raise AdLiftError(f"sh_degree={sh_degree} is outside 0..{scene.sh_degree} (the scene's SH degree)")
     if not 0 <= near_plane < far_plane:
         raise AdLiftError(f"need 0 <= near_plane < far_plane, got near={near_plane}, far={far_plane}")
+    if frozen is not None:
+        if not isinstance(frozen, GaussianScene):
+            raise AdLiftError(f"render(frozen=...) needs a GaussianScene, got {type(frozen).__name__}")
+        if frozen.sh_degree < degree:
+            raise AdLiftError(f"the frozen set has SH degree {frozen.sh_degree}, below the {degree} rendered")
     chosen = resolve_backend(backend)
     bg = _background(background, len(cameras), scene.device, scene.dtype)
-    out = chosen.render(scene, cameras, bg, degree, near_plane=near_plane, far_plane=far_plane)
+    kwargs = {"near_plane": near_plane, "far_plane": far_plane}
+    if frozen is not None and chosen.supports_frozen:
+        out = chosen.render(scene, cameras, bg, degree, frozen=frozen, **kwargs)
+    else:
+        if frozen is not None:
+            scene = GaussianScene.concat([frozen.detach().to(device=scene.device, dtype=scene.dtype), scene])
+        out = chosen.render(scene, cameras, bg, degree, **kwargs)
     return RenderOutput(out["rgb"], out["alpha"], out["depth"], out["visible"], chosen.name)
 
 
