@@ -12,14 +12,17 @@ STAMP := $(VENV)/.adlift-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean scenes bench-render bench-protect help
+.PHONY: demo test install clean scenes bench-render bench-protect cuda cuda-check chromium view viewer-screenshot help
 
 help:
 	@echo "make demo        set up .venv and run the demo on a bundled scene (offline)"
 	@echo "make test        set up .venv and run every test"
+	@echo "make view        serve the browser viewer on the demo output (after make demo)"
 	@echo "make scenes      regenerate the bundled scenes (byte-identical)"
 	@echo "make bench-render  run the renderer benchmark (writes benchmarks/results/*.json)"
 	@echo "make bench-protect run the protection benchmark (cost, and lifted-pgd vs fit2d vs direct)"
+	@echo "make cuda        build our CUDA rasteriser ahead of time (needs a CUDA GPU and CUDA torch)"
+	@echo "make cuda-check  compile-check every cuda/src/*.cu with plain nvcc (sm_90, sm_80); no GPU needed"
 	@echo "make clean       remove .venv and outputs/"
 
 $(STAMP): pyproject.toml
@@ -44,8 +47,20 @@ demo: $(STAMP)
 	@echo "Demo outputs: $(DEMO_OUT)/protect/preview.png (raw | protected | difference), manifest.json,"
 	@echo "              protected.ply; $(DEMO_OUT)/protect/evaluation/report.md, grid_*.png, metrics.png"
 
-test: $(STAMP)
+# Debian's chromium for the viewer's browser test (tests/test_viewer_browser.py skips without it).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+view: $(STAMP)
+	$(VENV)/bin/adlift view $(DEMO_OUT)/protect
+
+viewer-screenshot: $(STAMP) chromium
+	HF_HUB_OFFLINE=1 $(PY) viewers/screenshot.py $(DEMO_OUT)/protect --out docs/viewer.png
 
 scenes: $(STAMP)
 	$(PY) scenes/generate.py
@@ -55,6 +70,12 @@ bench-render: $(STAMP)
 
 bench-protect: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/protect.py --threads 2
+
+cuda: $(STAMP)
+	$(PY) -m adlift.render.cuda_build --verbose
+
+cuda-check: $(STAMP)
+	$(PY) -m pytest -q tests/test_cuda_sources.py
 
 clean:
 	rm -rf $(VENV) outputs

@@ -19,6 +19,7 @@ from adlift.commands.info import InfoCommand
 from adlift.commands.protect import ProtectCommand
 from adlift.commands.protect_image import ProtectImageCommand
 from adlift.commands.render import RenderCommand
+from adlift.commands.view import ViewCommand
 from adlift.errors import AdLiftError
 
 #: Subcommand name -> dataclass config with a ``run()`` method.
@@ -29,6 +30,7 @@ COMMANDS: dict[str, Callable] = {
     "protect-image": ProtectImageCommand,
     "edit": EditCommand,
     "evaluate": EvaluateCommand,
+    "view": ViewCommand,
 }
 
 DESCRIPTION = (

@@ -34,7 +34,7 @@ pipeline's Euler scheduler rescales its own latents into this form with ``scale_
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -408,12 +408,14 @@ class IP2PEditor:
         seed: int | Sequence[int] = 0,
         batch_size: int = 4,
         progress: bool = False,
+        on_step: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
         """Edit images with the diffusers pipeline itself: returns [B, 3, H, W] in [0, 1].
 
         Every image gets its own ``torch.Generator`` seeded with ``seed`` (or ``seed[i]``), so a
         result does not depend on batching or on the other images. Sizes that are not multiples of
-        8 are padded (reflection) and cropped back.
+        8 are padded (reflection) and cropped back. ``on_step(done, total)`` is called after every
+        denoising step (total = steps x batches), e.g. to drive a progress bar.
         """
         check_images(images)
         if steps < 1:
@@ -423,6 +425,15 @@ class IP2PEditor:
         starts = range(0, images.shape[0], max(1, batch_size))
         from tqdm.auto import tqdm
 
+        done = [0]
+        total = steps * len(starts)
+
+        def step_end(pipe, i, t, callback_kwargs):
+            done[0] += 1
+            on_step(done[0], total)
+            return callback_kwargs
+
+        extra = {"callback_on_step_end": step_end} if on_step is not None else {}
         for s in tqdm(starts, desc="editing (IP2P)", unit="batch", disable=not progress):
             chunk = images[s : s + batch_size].to(self.device, self.dtype).clamp(0.0, 1.0)
             x, size = self.surface.pad(chunk)
@@ -435,6 +446,7 @@ class IP2PEditor:
                     image_guidance_scale=image_guidance_scale,
                     generator=gens[s : s + batch_size],
                     output_type="pt",
+                    **extra,
                 ).images  # [b, 3, H', W'] in [0, 1]
             out.append(self.surface.crop(res, size).to(images.device, torch.float32))
         return torch.cat(out)

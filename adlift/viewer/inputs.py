@@ -1,0 +1,265 @@
+"""What the viewer shows, resolved from the command line: scenes, cameras, instruction, metrics.
+
+``adlift view`` accepts
+
+* ``OUTDIR`` written by ``adlift protect`` (protected.ply, manifest.json naming the raw scene,
+  transforms.json, optionally evaluation/report.json from ``adlift evaluate``),
+* the ``evaluation`` directory written by ``adlift evaluate`` (its report.json names the scenes),
+* ``RAW.ply`` alone, or ``RAW.ply PROTECTED.ply`` (cameras: the transforms.json beside the raw
+  .ply, else an orbit around the scene).
+
+Everything a user can get wrong (a missing file, a manifest that is not one, a changed raw scene)
+raises :class:`~adlift.errors.AdLiftError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from adlift.cameras import Cameras
+from adlift.errors import AdLiftError
+from adlift.scene import GaussianScene
+
+#: Camera rig used when a raw .ply comes without a transforms.json beside it.
+FALLBACK_CAMERAS = "orbit:16"
+
+
+@dataclasses.dataclass
+class ViewerInputs:
+    """Everything the viewer displays; only ``scenes["raw"]`` is required."""
+
+    scenes: dict[str, GaussianScene]
+    """Variants by label, in display order: "raw", "protected" (if any), then edited scenes."""
+    paths: dict[str, Path]
+    """The .ply each variant was read from."""
+    cameras: dict[str, Cameras]
+    """Camera rigs by split ("train", "novel"; "orbit" when made up around the scene)."""
+    instruction: str = ""
+    """The edit to try (the manifest's or the report's instruction)."""
+    editor: str | None = None
+    """The editor reference the protection was made against (tiny, ip2p, a hub id or a dir)."""
+    eta: float | None = None
+    """The protection's L-inf budget in [0, 1] (None when unknown)."""
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Background colour the protection was computed with."""
+    views: list[dict] = dataclasses.field(default_factory=list)
+    """Per-view metrics: report.json's views, else manifest.json's (each has name and split)."""
+    metrics_source: str | None = None
+    """The file ``views`` came from."""
+    untrained: bool = False
+    """The protection was made against the untrained tiny test model."""
+
+    @property
+    def raw(self) -> GaussianScene:
+        return self.scenes["raw"]
+
+    @property
+    def protected(self) -> GaussianScene | None:
+        return self.scenes.get("protected")
+
+    def all_cameras(self) -> list[tuple[str, int, Cameras]]:
+        """(split, index within split, rig) for every camera, training views first."""
+        return [(split, i, cams) for split, cams in self.cameras.items() for i in range(len(cams))]
+
+    def view_metrics(self, name: str) -> dict | None:
+        """The metrics record of the view called ``name``, if any."""
+        return next((v for v in self.views if v.get("name") == name), None)
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; AdLiftError naming ``what`` if it is missing or not JSON."""
+    if not path.is_file():
+        raise AdLiftError(f"{path}: not found; {what}")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AdLiftError(f"{path}: cannot read it as JSON ({e.__class__.__name__})") from None
+    if not isinstance(doc, dict):
+        raise AdLiftError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _existing(candidates: list[Path]) -> Path | None:
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _raw_from_manifest(manifest: dict, outdir: Path, override: Path | None) -> Path:
+    """The raw .ply a manifest names (absolute, or relative to the cwd or OUTDIR), checked by sha256."""
+    from adlift.protect.output import file_sha256
+
+    if override is not None:
+        return override
+    entry = manifest.get("raw_scene") or {}
+    if not entry.get("path"):
+        raise AdLiftError(f"{outdir / 'manifest.json'} names no raw scene; give it with --raw RAW.ply")
+    recorded = Path(entry["path"])
+    found = _existing([recorded] if recorded.is_absolute() else [recorded, outdir / recorded])
+    if found is None:
+        raise AdLiftError(f"the raw scene {recorded} named in {outdir / 'manifest.json'} is not found; give it with --raw")
+    if entry.get("sha256") and file_sha256(found) != entry["sha256"]:
+        raise AdLiftError(f"{found} changed since it was protected (sha256 differs); give the original with --raw")
+    return found
+
+
+def _editor_reference(meta: dict) -> str | None:
+    if meta.get("editor") == "tiny" or meta.get("untrained_test_model"):
+        return "tiny"
+    return meta.get("model")
+
+
+def _budget(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else None
+
+
+def _read_scene(path: Path, device: torch.device) -> GaussianScene:
+    from adlift.io.ply import read_ply
+
+    if not path.exists():
+        raise AdLiftError(f"{path}: no such file")
+    if path.is_dir():
+        raise AdLiftError(f"{path}: is a directory, expected a 3DGS .ply")
+    return read_ply(path).to(device)
+
+
+def _load_rigs(source: str | Path, raw: GaussianScene) -> dict[str, Cameras]:
+    """Train and novel cameras of a camera file (the novel split may be absent); "orbit" for a spec."""
+    from adlift.io.cameras import is_camera_spec, load_cameras
+
+    if is_camera_spec(str(source)):
+        return {"orbit": load_cameras(str(source), scene=raw, split="all")}
+    rigs = {"train": load_cameras(source, scene=raw, split="train")}
+    try:
+        rigs["novel"] = load_cameras(source, scene=raw, split="novel")
+    except AdLiftError:
+        pass
+    return rigs
+
+
+def load_inputs(
+    paths: tuple[Path, ...] | list[Path],
+    *,
+    raw: Path | None = None,
+    cameras: str | None = None,
+    edited: tuple[Path, ...] = (),
+    instruction: str | None = None,
+    device: torch.device | str = "cpu",
+) -> ViewerInputs:
+    """Resolve the command line's positional ``paths`` (see the module docstring) and options."""
+    device = torch.device(device)
+    paths = [Path(p) for p in paths]
+    if not 1 <= len(paths) <= 2:
+        raise AdLiftError("give OUTDIR (from adlift protect or evaluate), RAW.ply, or RAW.ply PROTECTED.ply")
+    first = paths[0]
+    if not first.exists():
+        raise AdLiftError(f"{first}: no such file or directory")
+    if first.is_dir():
+        if len(paths) == 2:
+            raise AdLiftError(f"{first} is a directory: give either OUTDIR alone or RAW.ply [PROTECTED.ply]")
+        inputs = _from_directory(first, raw_override=raw, cameras=cameras, device=device)
+    else:
+        if raw is not None:
+            raise AdLiftError("--raw only applies to an OUTDIR; the first .ply given is the raw scene")
+        inputs = _from_plys(paths, cameras=cameras, device=device)
+    for path in edited:
+        label = f"edited: {Path(path).parent.name}/{Path(path).name}" if Path(path).parent.name else f"edited: {path}"
+        inputs.scenes[label] = _read_scene(Path(path), device)
+        inputs.paths[label] = Path(path)
+    if instruction is not None:
+        inputs.instruction = instruction
+    return inputs
+
+
+def _from_plys(paths: list[Path], *, cameras: str | None, device: torch.device) -> ViewerInputs:
+    scenes = {"raw": _read_scene(paths[0], device)}
+    files = {"raw": paths[0]}
+    if len(paths) == 2:
+        scenes["protected"] = _read_scene(paths[1], device)
+        files["protected"] = paths[1]
+    if cameras is None:
+        beside = paths[0].parent / "transforms.json"
+        cameras = str(beside) if beside.is_file() else FALLBACK_CAMERAS
+    rigs = _load_rigs(cameras, scenes["raw"])
+    return ViewerInputs(scenes=scenes, paths=files, cameras=rigs)
+
+
+def _from_directory(
+    directory: Path, *, raw_override: Path | None, cameras: str | None, device: torch.device
+) -> ViewerInputs:
+    report_path = None
+    if (directory / "manifest.json").is_file():
+        outdir = directory
+        if (directory / "evaluation" / "report.json").is_file():
+            report_path = directory / "evaluation" / "report.json"
+    elif (directory / "report.json").is_file():
+        report_path = directory / "report.json"
+        outdir = directory.parent if (directory.parent / "manifest.json").is_file() else None
+    else:
+        raise AdLiftError(
+            f"{directory}: neither a protect output (manifest.json) nor an evaluation (report.json); "
+            "give OUTDIR of adlift protect or evaluate, or RAW.ply [PROTECTED.ply]"
+        )
+    report = read_json(report_path, "expected report.json of adlift evaluate") if report_path else None
+    if report is not None and not isinstance(report.get("views", []), list):
+        raise AdLiftError(f"{report_path}: not an adlift evaluation report (views is not a list)")
+
+    if outdir is not None:
+        manifest = read_json(outdir / "manifest.json", "expected the manifest.json of adlift protect")
+        if "instruction" not in manifest or "protected_scene" not in manifest:
+            raise AdLiftError(f"{outdir / 'manifest.json'}: not an adlift protection manifest")
+        raw_path = _raw_from_manifest(manifest, outdir, raw_override)
+        prot_name = (manifest.get("protected_scene") or {}).get("path") or "protected.ply"
+        protected_path = outdir / prot_name
+        camera_source = cameras or str(outdir / ((manifest.get("cameras") or {}).get("file") or "transforms.json"))
+        meta = manifest.get("editor") or {}
+        eta = _budget(manifest.get("eta"))
+        instruction = str(manifest.get("instruction") or "")
+        background = tuple((manifest.get("config") or {}).get("background") or (0.0, 0.0, 0.0))
+        views, source = manifest.get("views") or [], outdir / "manifest.json"
+    else:  # an evaluation directory without its protect output around it: trust report.json's sources
+        sources = report.get("sources") or {}
+        if not sources.get("raw") or not sources.get("protected"):
+            raise AdLiftError(f"{report_path}: names no raw/protected scene (sources)")
+
+        def locate(value: str) -> Path:
+            p = Path(value)
+            return _existing([p, directory / p]) or p
+
+        raw_path = raw_override or locate(sources["raw"])
+        protected_path = locate(sources["protected"])
+        camera_source = cameras or (str(locate(sources["cameras"])) if sources.get("cameras") else None)
+        meta = report.get("editor") or {}
+        eta = _budget(report.get("eta"))
+        instruction = str(report.get("instruction") or "")
+        background = (0.0, 0.0, 0.0)
+        views, source = [], None
+    if report is not None:
+        views, source = report.get("views") or [], report_path
+        eta = eta if eta is not None else _budget(report.get("eta"))
+
+    scenes = {"raw": _read_scene(raw_path, device), "protected": _read_scene(protected_path, device)}
+    if camera_source is None:
+        camera_source = FALLBACK_CAMERAS
+    rigs = _load_rigs(camera_source, scenes["raw"])
+    try:
+        bg = tuple(float(c) for c in background)
+        if len(bg) != 3:
+            raise ValueError
+    except (TypeError, ValueError):
+        bg = (0.0, 0.0, 0.0)
+    return ViewerInputs(
+        scenes=scenes,
+        paths={"raw": raw_path, "protected": protected_path},
+        cameras=rigs,
+        instruction=instruction,
+        editor=_editor_reference(meta),
+        eta=eta,
+        background=bg,
+        views=[v for v in views if isinstance(v, dict) and "name" in v],
+        metrics_source=str(source) if source else None,
+        untrained=bool(meta.get("untrained_test_model")),
+    )

@@ -1,0 +1,1 @@
+"""Scripts around the browser viewer (the viewer itself is the importable :mod:`adlift.viewer`)."""
