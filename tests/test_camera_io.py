@@ -17,7 +17,8 @@ from adlift import AdLiftError, CameraError, FileFormatError
 from adlift.cameras import Cameras, orbit_cameras
 from adlift.io import load_cameras, write_colmap_binary, write_colmap_text, write_gs_cameras_json, write_transforms
 from adlift.io.cameras import detect_camera_format, parse_camera_spec
-from adlift.io.colmap import _qvec_to_rotmat, _rotmat_to_qvec, read_colmap
+from adlift.io.colmap import read_colmap
+from adlift.rotations import matrix_to_quat, quat_to_matrix
 from adlift.io.gs_cameras import read_gs_cameras_json
 from adlift.io.nerfstudio import apply_dataparser_transform, read_transforms
 from adlift.scene import GaussianScene
@@ -173,10 +174,10 @@ def test_quaternion_helpers_match_scipy():
     extra = Rotation.from_rotvec(np.eye(3) * math.pi * 0.999)
     for r in list(rots) + list(extra):
         x, y, z, w = r.as_quat()
-        np.testing.assert_allclose(_qvec_to_rotmat(np.array([w, x, y, z])), r.as_matrix(), atol=1e-12)
-        q = _rotmat_to_qvec(r.as_matrix())
+        np.testing.assert_allclose(quat_to_matrix(np.array([w, x, y, z])), r.as_matrix(), atol=1e-12)
+        q = matrix_to_quat(r.as_matrix())
         assert q[0] >= 0
-        np.testing.assert_allclose(_qvec_to_rotmat(q), r.as_matrix(), atol=1e-10)
+        np.testing.assert_allclose(quat_to_matrix(q), r.as_matrix(), atol=1e-10)
 
 
 def test_gs_cameras_json_convention(tmp_path):

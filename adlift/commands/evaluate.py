@@ -10,7 +10,6 @@ grid_novel.png and metrics.png (see :mod:`adlift.evaluate.report`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +17,7 @@ import torch
 import tyro
 
 from adlift.errors import AdLiftError
+from adlift.io.json_safe import read_json_object
 
 DEFAULT_PURIFY = "jpeg95,jpeg75,jpeg50,blur1.0,resize0.5,noise4"
 
@@ -105,13 +105,8 @@ class EvaluateCommand:
         path = self.outdir / "manifest.json"
         if not self.outdir.is_dir():
             raise AdLiftError(f"{self.outdir}: not a directory; give a directory written by `adlift protect`")
-        if not path.is_file():
-            raise AdLiftError(f"{path}: not found; is {self.outdir} a directory written by `adlift protect`?")
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise AdLiftError(f"{path}: cannot read it as JSON ({e.__class__.__name__})") from None
-        if not isinstance(manifest, dict) or "instruction" not in manifest:
+        manifest = read_json_object(path, f"is {self.outdir} a directory written by `adlift protect`?")
+        if "instruction" not in manifest:
             raise AdLiftError(f"{path}: not an adlift protection manifest (no instruction)")
         return manifest
 

@@ -36,6 +36,7 @@ from adlift.cameras import Cameras
 from adlift.io.camera_checks import single_image_size
 from adlift.errors import CameraError, FileFormatError
 from adlift.io.atomic import atomic_path, write_text_atomic
+from adlift.rotations import matrix_to_quat, quat_to_matrix
 
 #: COLMAP camera models: id -> (name, number of parameters). All of COLMAP's, so a binary file
 #: with a model we do not support still parses up to a clear error.
@@ -226,38 +227,6 @@ def _read_images_text(path: Path) -> list[tuple[int, list[float], list[float], i
     return images
 
 
-def _qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) -> 3x3 rotation matrix."""
-    w, x, y, z = q
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def _rotmat_to_qvec(r: np.ndarray) -> np.ndarray:
-    """3x3 rotation matrix -> unit quaternion (w, x, y, z) with w >= 0 (Shepperd's method)."""
-    tr = np.trace(r)
-    if tr > 0:
-        s = 2.0 * math.sqrt(1.0 + tr)
-        q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = [(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        q = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        q = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
-
-
 # ------------------------------------------------------------------------------- public API
 def read_colmap(path: str | Path) -> Cameras:
     """Cameras of a COLMAP sparse model (see :func:`find_colmap_model` for accepted paths)."""
@@ -301,7 +270,7 @@ def read_colmap(path: str | Path) -> Cameras:
         if qn < 1e-8:
             raise FileFormatError(imgs_path, f"image {name!r} has a zero quaternion")
         view = np.eye(4)
-        view[:3, :3] = _qvec_to_rotmat(q / qn)
+        view[:3, :3] = quat_to_matrix(q / qn)
         view[:3, 3] = tvec
         viewmats.append(view)
         Ks.append([[params[ifx], 0.0, params[icx]], [0.0, params[ify], params[icy]], [0.0, 0.0, 1.0]])
@@ -325,7 +294,7 @@ def _colmap_records(cameras: Cameras, image_ext: str):
     for i, name in enumerate(cameras.names):
         k = (float(Ks[i, 0, 0]), float(Ks[i, 1, 1]), float(Ks[i, 0, 2]), float(Ks[i, 1, 2]))
         cam_id = intrinsics.setdefault(k, len(intrinsics) + 1)
-        images.append((i + 1, _rotmat_to_qvec(view[i, :3, :3]), view[i, :3, 3], cam_id, f"{name}{image_ext}"))
+        images.append((i + 1, matrix_to_quat(view[i, :3, :3]), view[i, :3, 3], cam_id, f"{name}{image_ext}"))
     return intrinsics, images
 
 

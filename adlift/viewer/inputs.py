@@ -15,7 +15,6 @@ raises :class:`~adlift.errors.AdLiftError` with a one-line message.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
+from adlift.io.json_safe import read_json_object
 from adlift.scene import GaussianScene
 
 #: Camera rig used when a raw .ply comes without a transforms.json beside it.
@@ -69,19 +69,6 @@ class ViewerInputs:
     def view_metrics(self, name: str) -> dict | None:
         """The metrics record of the view called ``name``, if any."""
         return next((v for v in self.views if v.get("name") == name), None)
-
-
-def read_json(path: Path, what: str) -> dict:
-    """A JSON object from ``path``; AdLiftError naming ``what`` if it is missing or not JSON."""
-    if not path.is_file():
-        raise AdLiftError(f"{path}: not found; {what}")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AdLiftError(f"{path}: cannot read it as JSON ({e.__class__.__name__})") from None
-    if not isinstance(doc, dict):
-        raise AdLiftError(f"{path}: expected a JSON object, got {type(doc).__name__}")
-    return doc
 
 
 def _existing(candidates: list[Path]) -> Path | None:
@@ -203,12 +190,12 @@ def _from_directory(
             f"{directory}: neither a protect output (manifest.json) nor an evaluation (report.json); "
             "give OUTDIR of adlift protect or evaluate, or RAW.ply [PROTECTED.ply]"
         )
-    report = read_json(report_path, "expected report.json of adlift evaluate") if report_path else None
+    report = read_json_object(report_path, "expected report.json of adlift evaluate") if report_path else None
     if report is not None and not isinstance(report.get("views", []), list):
         raise AdLiftError(f"{report_path}: not an adlift evaluation report (views is not a list)")
 
     if outdir is not None:
-        manifest = read_json(outdir / "manifest.json", "expected the manifest.json of adlift protect")
+        manifest = read_json_object(outdir / "manifest.json", "expected the manifest.json of adlift protect")
         if "instruction" not in manifest or "protected_scene" not in manifest:
             raise AdLiftError(f"{outdir / 'manifest.json'}: not an adlift protection manifest")
         raw_path = _raw_from_manifest(manifest, outdir, raw_override)

@@ -49,6 +49,17 @@ __device__ __forceinline__ void sh_basis(int degree, float x, float y, float z, 
     b[15] = kSH3_6 * x * (xx - 3.f * yy);
 }
 
+// 0.5 + sum_k basis_k(d) coeffs[k] per channel (the colour before its clamp at 0); fills `basis`.
+template <int kDegree>
+__device__ __forceinline__ void sh_colour(const float d[3], const float* coeffs, float basis[16], float out[3]) {
+    sh_basis(kDegree, d[0], d[1], d[2], basis);
+    out[0] = out[1] = out[2] = 0.5f;
+#pragma unroll
+    for (int k = 0; k < (kDegree + 1) * (kDegree + 1); ++k)
+#pragma unroll
+        for (int ch = 0; ch < 3; ++ch) out[ch] += basis[k] * coeffs[3 * k + ch];
+}
+
 // Gradient w.r.t. the unit direction of sum_k g[k] * basis_k(x, y, z), k >= 1.
 __device__ __forceinline__ void sh_basis_vjp(int degree, float x, float y, float z, const float g[16],
                                              float& vx, float& vy, float& vz) {
@@ -89,6 +100,30 @@ __device__ __forceinline__ TileBox tile_box(float mx, float my, int rx, int ry, 
     b.y0 = min(max(0, int(floorf((my - ry) / t))), tiles_y);
     b.y1 = min(max(0, int(ceilf((my + ry) / t))), tiles_y);
     return b;
+}
+
+// The pixel a thread of a 16x16 tile block shades (grid: x, y tiles, z camera).
+struct TilePixel {
+    int camera;
+    int64_t tile;  // camera * tiles + tile row-major
+    int px, py, tid;
+    bool inside;   // within the image (edge tiles are partial)
+    float cx, cy;  // pixel centre
+    int64_t pix;   // py * width + px
+};
+
+__device__ __forceinline__ TilePixel tile_pixel(const TileGrid& grid) {
+    TilePixel t;
+    t.camera = blockIdx.z;
+    t.tile = int64_t(t.camera) * grid.tiles_x * grid.tiles_y + int64_t(blockIdx.y) * grid.tiles_x + blockIdx.x;
+    t.px = blockIdx.x * kTileSize + threadIdx.x;
+    t.py = blockIdx.y * kTileSize + threadIdx.y;
+    t.tid = threadIdx.y * kTileSize + threadIdx.x;
+    t.inside = t.px < grid.width && t.py < grid.height;
+    t.cx = t.px + 0.5f;
+    t.cy = t.py + 0.5f;
+    t.pix = int64_t(t.py) * grid.width + t.px;
+    return t;
 }
 
 // Mahalanobis term sigma = 0.5 d^T Sigma^-1 d of a pixel offset d = mean - pixel.

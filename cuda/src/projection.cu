@@ -154,14 +154,8 @@ __global__ void project_forward_kernel(ProjectArgs a) {
     const float* coeffs = a.sh + int64_t(a.sh_coeffs) * 3 * i;
     float d[3], len;
     view_direction(cam, a.means + 3 * i, d, len);
-    constexpr int nb = (kDegree + 1) * (kDegree + 1);
-    float basis[16];
-    sh_basis(kDegree, d[0], d[1], d[2], basis);
-    float v[3] = {0.5f, 0.5f, 0.5f};
-#pragma unroll
-    for (int k = 0; k < nb; ++k)
-#pragma unroll
-        for (int ch = 0; ch < 3; ++ch) v[ch] += basis[k] * coeffs[3 * k + ch];
+    float basis[16], v[3];
+    sh_colour<kDegree>(d, coeffs, basis, v);
 #pragma unroll
     for (int ch = 0; ch < 3; ++ch) a.colors[3 * row + ch] = fmaxf(v[ch], 0.f);
     a.radii[2 * row] = int32_t(rx);
@@ -202,13 +196,8 @@ __device__ __forceinline__ void backward_one(const ProjectBackwardArgs& b, const
     {
         float d[3], len;
         view_direction(cam, a.means + 3 * i, d, len);
-        float basis[16];
-        sh_basis(kDegree, d[0], d[1], d[2], basis);
-        float v_col[3] = {0.5f, 0.5f, 0.5f};
-#pragma unroll
-        for (int k = 0; k < nb; ++k)
-#pragma unroll
-            for (int ch = 0; ch < 3; ++ch) v_col[ch] += basis[k] * sh_io[3 * k + ch];
+        float basis[16], v_col[3];
+        sh_colour<kDegree>(d, sh_io, basis, v_col);
 #pragma unroll
         for (int ch = 0; ch < 3; ++ch) v_col[ch] = v_col[ch] >= 0.f ? b.v_colors[3 * idx + ch] : 0.f;
         float v_basis[16];

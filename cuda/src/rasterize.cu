@@ -22,12 +22,11 @@ __device__ __forceinline__ void stage_row(const RasterArgs& a, int32_t row, floa
 
 __global__ void __launch_bounds__(kBlockSize) rasterize_forward_kernel(RasterArgs a) {
     const TileGrid& grid = a.grid;
-    const int camera = blockIdx.z;
-    const int64_t tile = int64_t(camera) * grid.tiles_x * grid.tiles_y + int64_t(blockIdx.y) * grid.tiles_x + blockIdx.x;
-    const int px = blockIdx.x * kTileSize + threadIdx.x, py = blockIdx.y * kTileSize + threadIdx.y;
-    const int tid = threadIdx.y * kTileSize + threadIdx.x;
-    const bool inside = px < grid.width && py < grid.height;
-    const float cx = px + 0.5f, cy = py + 0.5f;
+    const TilePixel t = tile_pixel(grid);
+    const int camera = t.camera, tid = t.tid;
+    const int64_t tile = t.tile, pix = t.pix;
+    const bool inside = t.inside;
+    const float cx = t.cx, cy = t.cy;
     const int first = a.ranges[2 * tile], end = a.ranges[2 * tile + 1];
 
     __shared__ float4 s_geom[kBlockSize], s_conic[kBlockSize], s_feat[kBlockSize];
@@ -64,7 +63,6 @@ __global__ void __launch_bounds__(kBlockSize) rasterize_forward_kernel(RasterArg
     }
     if (!inside) return;
     const int64_t hw = int64_t(grid.width) * grid.height;
-    const int64_t pix = int64_t(py) * grid.width + px;
 #pragma unroll
     for (int k = 0; k < kFeatures; ++k) a.features[(int64_t(camera) * kFeatures + k) * hw + pix] = acc[k];
     a.alpha[camera * hw + pix] = 1.f - T;
@@ -80,15 +78,13 @@ __device__ __forceinline__ float warp_sum(float v) {
 __global__ void __launch_bounds__(kBlockSize) rasterize_backward_kernel(RasterBackwardArgs b) {
     const RasterArgs& a = b.fwd;
     const TileGrid& grid = a.grid;
-    const int camera = blockIdx.z;
-    const int64_t tile = int64_t(camera) * grid.tiles_x * grid.tiles_y + int64_t(blockIdx.y) * grid.tiles_x + blockIdx.x;
-    const int px = blockIdx.x * kTileSize + threadIdx.x, py = blockIdx.y * kTileSize + threadIdx.y;
-    const int tid = threadIdx.y * kTileSize + threadIdx.x;
-    const bool inside = px < grid.width && py < grid.height;
-    const float cx = px + 0.5f, cy = py + 0.5f;
+    const TilePixel t = tile_pixel(grid);
+    const int camera = t.camera, tid = t.tid;
+    const int64_t tile = t.tile, pix = t.pix;
+    const bool inside = t.inside;
+    const float cx = t.cx, cy = t.cy;
     const int first = a.ranges[2 * tile];
     const int64_t hw = int64_t(grid.width) * grid.height;
-    const int64_t pix = int64_t(py) * grid.width + px;
     const int64_t trainable = grid.points - b.first_trainable;
     const int64_t camera_row0 = int64_t(camera) * grid.points;
 
