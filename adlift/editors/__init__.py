@@ -19,7 +19,7 @@ import torch
 
 from adlift.editors.ip2p import IP2PEditor, IP2PSurface
 from adlift.editors.photometric import dssim, l1_dssim_loss
-from adlift.editors.scene_edit import SceneEditConfig, SceneEditResult, edit_scene
+from adlift.editors.scene_edit import SceneEditConfig, SceneEditResult, SceneEditRun, edit_scene
 from adlift.editors.tiny import UNTRAINED_WARNING
 from adlift.editors.weights import DEFAULT_MODEL, MissingWeightsError
 
@@ -54,6 +54,7 @@ __all__ = [
     "MissingWeightsError",
     "SceneEditConfig",
     "SceneEditResult",
+    "SceneEditRun",
     "UNTRAINED_WARNING",
     "dssim",
     "edit_scene",

@@ -217,6 +217,168 @@ def _mean_loss(scene: GaussianScene, views: list[Cameras], targets: torch.Tensor
         return float(l1_dssim_loss(rgb, targets.to(rgb), config.ssim_lambda))
 
 
+class SceneEditRun:
+    """An Instruct-GS2GS-style edit driven one Gaussian optimisation step at a time.
+
+    :func:`edit_scene` runs it to the end; a host training loop (nerfstudio's trainer) calls
+    :meth:`step` once per iteration: the first step of every round edits all training views
+    (the dataset update), every step then takes one Adam step on one random view.
+    """
+
+    def __init__(self, scene: GaussianScene, cameras: Cameras, editor: IP2PEditor, instruction: str,
+                 config: SceneEditConfig | None = None, *,
+                 originals: torch.Tensor | None = None):  # fmt: skip
+        config = config or SceneEditConfig()
+        config.validate()
+        if not isinstance(scene, GaussianScene) or scene.num_gaussians == 0:
+            raise AdLiftError("edit_scene needs a non-empty GaussianScene")
+        if len(cameras) == 0:
+            raise AdLiftError("edit_scene needs at least one training camera")
+        self.config, self.editor, self.instruction = config, editor, instruction
+        self.device, self.dtype = scene.device, scene.dtype
+        self.views = [cameras[i].to(self.device) for i in range(len(cameras))]
+        n_views = len(self.views)
+        if originals is None:
+            originals = _render_views(scene.detach(), self.views, config)
+        elif tuple(originals.shape) != (n_views, 3, cameras.height, cameras.width):
+            raise AdLiftError(
+                f"originals must have shape [C={n_views}, 3, H={cameras.height}, W={cameras.width}], "
+                f"got {list(originals.shape)}"
+            )
+        self.originals = originals.to(self.device, self.dtype)
+        extent = scene_extent(cameras, scene)
+        self.params = {k: v.requires_grad_(True) for k, v in _split_params(scene).items()}
+        self.optimizer = make_optimizer(self.params, config, extent)
+        self._means_lr = config.lr_means * extent
+        self._means_group = next(g for g in self.optimizer.param_groups if g["name"] == "means")
+        self._decay = math.log(config.lr_means_final / config.lr_means) / max(1, config.lr_means_decay_steps)
+        self.targets = self.originals.clone()
+        self.history: list[dict] = []
+        self.round = 0  # rounds finished
+        self.k = 0  # steps done in the current round (0: its dataset update is still to come)
+        self._order: torch.Generator | None = None
+        self._tic = 0.0
+        self._loss_before = float("nan")
+        self.last_loss = float("nan")
+
+    @property
+    def total_steps(self) -> int:
+        """Iterations of the whole edit: one per Gaussian step (at least one per round)."""
+        return self.config.rounds * max(1, self.config.gs_steps)
+
+    @property
+    def finished(self) -> bool:
+        return self.round >= self.config.rounds
+
+    def scene(self) -> GaussianScene:
+        """The current (detached) scene."""
+        return _scene_from({k: v.detach() for k, v in self.params.items()})
+
+    def update_dataset(self) -> None:
+        """Steps 1-3 of the current round: edit every current render, conditioned on its original."""
+        import time
+
+        config, r, n_views = self.config, self.round, len(self.views)
+        self._tic = time.perf_counter()
+        current = _render_views(_scene_from(self.params).detach(), self.views, config)
+        edited = []
+        bs = max(1, config.edit_batch_size)
+        for s in tqdm(range(0, n_views, bs), desc=f"round {r + 1}/{config.rounds}: editing views", unit="batch",
+                      disable=not config.progress, leave=False):  # fmt: skip
+            edited.append(
+                self.editor.edit_from_render(
+                    current[s : s + bs],
+                    self.originals[s : s + bs],
+                    self.instruction,
+                    t_range=(config.t_lower, config.t_upper),
+                    steps=config.diffusion_steps,
+                    guidance_scale=config.guidance_scale,
+                    image_guidance_scale=config.image_guidance_scale,
+                    seed=[config.seed + r * n_views + i for i in range(s, min(s + bs, n_views))],
+                    batch_size=bs,
+                ).to(self.device, self.dtype)
+            )
+        self.targets = torch.cat(edited)  # [C, 3, H, W]
+        self._loss_before = _mean_loss(_scene_from(self.params), self.views, self.targets, config)
+        self._order = torch.Generator().manual_seed(config.seed * 1000003 + r)
+
+    def fit_step(self) -> float:
+        """Step 4, once: one Adam step of all Gaussian parameters on one random view; returns its loss."""
+        from adlift.render import render
+
+        config = self.config
+        global_step = self.round * config.gs_steps + self.k
+        self._means_group["lr"] = self._means_lr * math.exp(self._decay * min(global_step, config.lr_means_decay_steps))
+        i = int(torch.randint(len(self.views), (1,), generator=self._order))
+        out = render(_scene_from(self.params), self.views[i], backend=config.backend, background=config.background)
+        loss = l1_dssim_loss(out.rgb, self.targets[i : i + 1], config.ssim_lambda)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.last_loss = float(loss.detach())
+        return self.last_loss
+
+    def end_round(self) -> dict:
+        """Close the current round: measure, record it in the history, advance."""
+        import time
+
+        config = self.config
+        loss_after = _mean_loss(_scene_from(self.params), self.views, self.targets, config)
+        if not math.isfinite(loss_after):
+            raise AdLiftError(f"3D edit diverged in round {self.round + 1} (loss {loss_after}); lower the learning rates")
+        record = {"round": self.round + 1, "loss_before_fit": self._loss_before, "loss_after_fit": loss_after,
+                  "gs_steps": config.gs_steps, "seconds": time.perf_counter() - self._tic}  # fmt: skip
+        self.history.append(record)
+        self.round += 1
+        self.k = 0
+        return record
+
+    def step(self) -> dict:
+        """One iteration: the dataset update if a round starts, one fitting step, the round's end if due.
+
+        Returns {"round", "step", "loss" (of this step, NaN when gs_steps is 0), "dataset_update",
+        "round_record" (the history entry when the round ended, else None)}.
+        """
+        if self.finished:
+            raise AdLiftError("the 3D edit has no steps left")
+        updated = self.k == 0
+        if updated:
+            self.update_dataset()
+        loss = float("nan")
+        if self.config.gs_steps > 0:
+            loss = self.fit_step()
+            self.k += 1
+        info = {"round": self.round + 1, "step": self.k, "loss": loss, "dataset_update": updated, "round_record": None}
+        if self.k >= self.config.gs_steps:
+            info["round_record"] = self.end_round()
+        return info
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume after a finished round."""
+        return {
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "targets": self.targets.detach().cpu(),
+            "originals": self.originals.detach().cpu(),
+            "history": self.history,
+            "round": self.round,
+            "instruction": self.instruction,
+        }
+
+    def load_state_dict(self, state: dict, source: object = "the checkpoint") -> None:
+        if state.get("instruction") != self.instruction or state["params"]["means"].shape != self.params["means"].shape:
+            raise AdLiftError(
+                f"checkpoint {source} belongs to another edit (instruction {state.get('instruction')!r}); "
+                "delete it or choose another checkpoint path"
+            )
+        with torch.no_grad():
+            for k in self.params:
+                self.params[k].copy_(state["params"][k])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.targets, self.originals = state["targets"].to(self.device), state["originals"].to(self.device)
+        self.history, self.round, self.k = list(state["history"]), int(state["round"]), 0
+
+
 def edit_scene(
     scene: GaussianScene,
     cameras: Cameras,
@@ -227,122 +389,31 @@ def edit_scene(
     originals: torch.Tensor | None = None,  # [C, 3, H, W] in [0, 1]; default: renders of `scene`
 ) -> SceneEditResult:
     """Edit ``scene`` with ``instruction`` from the training views ``cameras`` (see the module docstring)."""
-    import time
-
-    from adlift.render import render
-
     config = config or SceneEditConfig()
-    config.validate()
-    if not isinstance(scene, GaussianScene) or scene.num_gaussians == 0:
-        raise AdLiftError("edit_scene needs a non-empty GaussianScene")
-    if len(cameras) == 0:
-        raise AdLiftError("edit_scene needs at least one training camera")
-    device = scene.device
-    views = [cameras[i].to(device) for i in range(len(cameras))]
-    n_views = len(views)
-    if originals is None:
-        originals = _render_views(scene.detach(), views, config)
-    elif tuple(originals.shape) != (n_views, 3, cameras.height, cameras.width):
-        raise AdLiftError(
-            f"originals must have shape [C={n_views}, 3, H={cameras.height}, W={cameras.width}], "
-            f"got {list(originals.shape)}"
-        )
-    originals = originals.to(device, scene.dtype)
-
-    extent = scene_extent(cameras, scene)
-    params = {k: v.requires_grad_(True) for k, v in _split_params(scene).items()}
-    optimizer = make_optimizer(params, config, extent)
-    means_lr = config.lr_means * extent
-    means_group = next(g for g in optimizer.param_groups if g["name"] == "means")
-    decay = math.log(config.lr_means_final / config.lr_means) / max(1, config.lr_means_decay_steps)
-
-    history: list[dict] = []
-    targets = originals.clone()
-    start_round = 0
+    run = SceneEditRun(scene, cameras, editor, instruction, config, originals=originals)
     ckpt = Path(config.checkpoint) if config.checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state.get("instruction") != instruction or state["params"]["means"].shape != params["means"].shape:
-            raise AdLiftError(
-                f"checkpoint {ckpt} belongs to another edit (instruction {state.get('instruction')!r}); "
-                "delete it or choose another checkpoint path"
-            )
-        with torch.no_grad():
-            for k in params:
-                params[k].copy_(state["params"][k])
-        optimizer.load_state_dict(state["optimizer"])
-        targets, originals = state["targets"].to(device), state["originals"].to(device)
-        history, start_round = list(state["history"]), int(state["round"])
+        run.load_state_dict(torch.load(ckpt, map_location=run.device, weights_only=False), ckpt)
 
-    for r in range(start_round, config.rounds):
-        tic = time.perf_counter()
-        # 1-3. Dataset update: edit every current render, conditioned on its original view.
-        current = _render_views(_scene_from(params).detach(), views, config)
-        edited = []
-        bs = max(1, config.edit_batch_size)
-        for s in tqdm(range(0, n_views, bs), desc=f"round {r + 1}/{config.rounds}: editing views", unit="batch",
-                      disable=not config.progress, leave=False):  # fmt: skip
-            edited.append(
-                editor.edit_from_render(
-                    current[s : s + bs],
-                    originals[s : s + bs],
-                    instruction,
-                    t_range=(config.t_lower, config.t_upper),
-                    steps=config.diffusion_steps,
-                    guidance_scale=config.guidance_scale,
-                    image_guidance_scale=config.image_guidance_scale,
-                    seed=[config.seed + r * n_views + i for i in range(s, min(s + bs, n_views))],
-                    batch_size=bs,
-                ).to(device, scene.dtype)
-            )
-        targets = torch.cat(edited)  # [C, 3, H, W]
-        loss_before = _mean_loss(_scene_from(params), views, targets, config)
-
-        # 4. Fit all Gaussian parameters to the new targets.
-        order = torch.Generator().manual_seed(config.seed * 1000003 + r)
-        bar = tqdm(range(config.gs_steps), desc=f"round {r + 1}/{config.rounds}: fitting", unit="step",
+    while not run.finished:
+        run.update_dataset()
+        bar = tqdm(range(config.gs_steps), desc=f"round {run.round + 1}/{config.rounds}: fitting", unit="step",
                    disable=not config.progress, leave=False)  # fmt: skip
         for k in bar:
-            global_step = r * config.gs_steps + k
-            means_group["lr"] = means_lr * math.exp(decay * min(global_step, config.lr_means_decay_steps))
-            i = int(torch.randint(n_views, (1,), generator=order))
-            out = render(_scene_from(params), views[i], backend=config.backend, background=config.background)
-            loss = l1_dssim_loss(out.rgb, targets[i : i + 1], config.ssim_lambda)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            run.k = k
+            loss = run.fit_step()
             if k % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-        loss_after = _mean_loss(_scene_from(params), views, targets, config)
-        if not math.isfinite(loss_after):
-            raise AdLiftError(f"3D edit diverged in round {r + 1} (loss {loss_after}); lower the learning rates")
-        history.append(
-            {
-                "round": r + 1,
-                "loss_before_fit": loss_before,
-                "loss_after_fit": loss_after,
-                "gs_steps": config.gs_steps,
-                "seconds": time.perf_counter() - tic,
-            }
-        )
+                bar.set_postfix(loss=f"{loss:.4f}")
+        run.end_round()
         if ckpt is not None:
-            _save_checkpoint(ckpt, params, optimizer, targets, originals, history, r + 1, instruction)
+            _save_checkpoint(ckpt, run.state_dict())
 
-    result_scene = _scene_from({k: v.detach() for k, v in params.items()}, check_finite=True)
-    return SceneEditResult(result_scene, targets.detach(), originals.detach(), history)
+    result_scene = _scene_from({k: v.detach() for k, v in run.params.items()}, check_finite=True)
+    return SceneEditResult(result_scene, run.targets.detach(), run.originals.detach(), run.history)
 
 
-def _save_checkpoint(path: Path, params, optimizer, targets, originals, history, round_done: int, instruction: str):
+def _save_checkpoint(path: Path, state: dict) -> None:
     from adlift.io.atomic import atomic_path
 
-    state = {
-        "params": {k: v.detach().cpu() for k, v in params.items()},
-        "optimizer": optimizer.state_dict(),
-        "targets": targets.detach().cpu(),
-        "originals": originals.detach().cpu(),
-        "history": history,
-        "round": round_done,
-        "instruction": instruction,
-    }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -13,7 +13,7 @@ Modules: :mod:`~adlift.protect.safeguard` (init, trainable groups), :mod:`~adlif
 :mod:`~adlift.protect.output` (the .ply + manifest.json a run writes).
 """
 
-from adlift.protect.api import ProtectResult, protect, summarise, view_metrics
+from adlift.protect.api import ProtectionRun, ProtectResult, protect, summarise, view_metrics
 from adlift.protect.config import METHODS, ProtectConfig
 from adlift.protect.safeguard import GROUPS, SafeguardConfig, SafeguardInit, init_safeguard, split_opacity_logits
 
@@ -22,6 +22,7 @@ __all__ = [
     "METHODS",
     "ProtectConfig",
     "ProtectResult",
+    "ProtectionRun",
     "SafeguardConfig",
     "SafeguardInit",
     "init_safeguard",

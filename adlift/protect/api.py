@@ -14,7 +14,7 @@ from adlift.errors import AdLiftError
 from adlift.protect import baselines, lifted
 from adlift.protect.config import ProtectConfig
 from adlift.evaluate.image_metrics import linf_per_image, psnr_per_image, within_budget_per_image
-from adlift.protect.engine import ProtectionState, run_units
+from adlift.protect.engine import ProtectionState, run_next_unit, run_units
 from adlift.scene import GaussianScene
 
 #: method name -> (planner, unit runner)
@@ -108,6 +108,79 @@ def render_views(scene: GaussianScene, cameras: Cameras, config: ProtectConfig) 
     return render_images(scene, cameras, backend=config.backend, background=config.background)
 
 
+class ProtectionRun:
+    """A protection run driven one work unit at a time, for a caller's own training loop.
+
+    :func:`protect` runs every unit at once; a host such as nerfstudio's trainer calls
+    :meth:`step` once per iteration instead (one unit = one view of one round for Lifted PGD),
+    then :meth:`result`. ``save_checkpoint``/``load_checkpoint`` make it resumable.
+    """
+
+    def __init__(self, raw: GaussianScene, train_cameras: Cameras, loss: AdversarialLoss,
+                 config: ProtectConfig | None = None):  # fmt: skip
+        config = config or ProtectConfig()
+        config.validate()
+        if not isinstance(raw, GaussianScene) or raw.num_gaussians == 0:
+            raise AdLiftError("protect needs a non-empty GaussianScene")
+        self.config = config
+        self.loss = loss
+        self.train_cameras = train_cameras
+        self.state = ProtectionState(raw, train_cameras, loss, config)
+        self.planner, self.runner = METHOD_IMPLEMENTATIONS[config.method]
+        self.units = self.planner(self.state)
+
+    @property
+    def total(self) -> int:
+        """Number of work units of the whole run."""
+        return len(self.units)
+
+    @property
+    def done(self) -> int:
+        """Work units finished so far (including those restored from a checkpoint)."""
+        return self.state.units_done
+
+    @property
+    def finished(self) -> bool:
+        return self.state.units_done >= len(self.units)
+
+    def step(self) -> dict:
+        """Run the next unit; returns its record (loss, PSNR, L-infinity, seconds, ...)."""
+        if self.finished:
+            raise AdLiftError("the protection run has no units left")
+        return run_next_unit(self.state, self.units, self.runner)
+
+    def protected_scene(self) -> GaussianScene:
+        """Frozen raw Gaussians followed by the current safeguard (detached)."""
+        return GaussianScene.concat([self.state.frozen, self.state.params.scene().detach()])
+
+    def save_checkpoint(self, path) -> None:
+        self.state.save_checkpoint(path)
+
+    def load_checkpoint(self, path) -> None:
+        self.state.load_checkpoint(path)
+
+    def result(self, novel_cameras: Cameras | None = None) -> ProtectResult:
+        """The protected scene and its per-view metrics on the training and ``novel_cameras`` views."""
+        state, config, loss = self.state, self.config, self.loss
+        if novel_cameras is not None and len(novel_cameras) == 0:
+            novel_cameras = None
+        protected = self.protected_scene()
+        protected.check_values()
+        names = list(self.train_cameras.names)
+        views = view_metrics(loss, state.raw_renders, render_views(protected, state.cameras, config), names, "train",
+                             config.eta)  # fmt: skip
+        if novel_cameras is not None:
+            novel_cameras = novel_cameras.to(state.device)
+            raw_novel = render_views(state.raw, novel_cameras, config)
+            prot_novel = render_views(protected, novel_cameras, config)
+            views += view_metrics(loss, raw_novel, prot_novel, list(novel_cameras.names), "novel", config.eta)
+        summary = summarise(views)
+        if any(not math.isfinite(v["loss_protected"]) for v in views):
+            raise AdLiftError("protection diverged (non-finite loss); lower the learning rates or the step size")
+        return ProtectResult(protected, state.frozen.num_gaussians, state.source_index.cpu(), views, summary,
+                             state.history, state.seconds)  # fmt: skip
+
+
 def protect(
     raw: GaussianScene,
     train_cameras: Cameras,
@@ -122,27 +195,6 @@ def protect(
     ``novel_cameras`` (never used for optimisation) are measured too. ``config.checkpoint``
     makes the run resumable. ``raw`` is not modified.
     """
-    config = config or ProtectConfig()
-    config.validate()
-    if not isinstance(raw, GaussianScene) or raw.num_gaussians == 0:
-        raise AdLiftError("protect needs a non-empty GaussianScene")
-    if novel_cameras is not None and len(novel_cameras) == 0:
-        novel_cameras = None
-    state = ProtectionState(raw, train_cameras, loss, config)
-    planner, runner = METHOD_IMPLEMENTATIONS[config.method]
-    run_units(state, planner, runner, on_unit=on_unit)
-
-    protected = GaussianScene.concat([state.frozen, state.params.scene().detach()])
-    protected.check_values()
-    names = list(train_cameras.names)
-    views = view_metrics(loss, state.raw_renders, render_views(protected, state.cameras, config), names, "train",
-                         config.eta)  # fmt: skip
-    if novel_cameras is not None:
-        raw_novel = render_views(state.raw, novel_cameras, config)
-        prot_novel = render_views(protected, novel_cameras, config)
-        views += view_metrics(loss, raw_novel, prot_novel, list(novel_cameras.names), "novel", config.eta)
-    summary = summarise(views)
-    if any(not math.isfinite(v["loss_protected"]) for v in views):
-        raise AdLiftError("protection diverged (non-finite loss); lower the learning rates or the step size")
-    return ProtectResult(protected, state.frozen.num_gaussians, state.source_index.cpu(), views, summary,
-                         state.history, state.seconds)  # fmt: skip
+    run = ProtectionRun(raw, train_cameras, loss, config)
+    run_units(run.state, run.planner, run.runner, on_unit=on_unit)
+    return run.result(novel_cameras)

@@ -152,10 +152,9 @@ class ProtectionState:
             "size": [self.cameras.width, self.cameras.height],
         }
 
-    def save_checkpoint(self, path: Path) -> None:
-        from adlift.io.atomic import atomic_path
-
-        state = {
+    def checkpoint_state(self) -> dict:
+        """Everything a resumed run needs, as plain tensors, numbers and strings (CPU)."""
+        return {
             "fingerprint": self.fingerprint(),
             "units_done": self.units_done,
             "params": self.params.state_dict(),
@@ -164,6 +163,11 @@ class ProtectionState:
             "history": self.history,
             "seconds": self.seconds,
         }
+
+    def save_checkpoint(self, path: Path) -> None:
+        from adlift.io.atomic import atomic_path
+
+        state = self.checkpoint_state()
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
@@ -172,9 +176,13 @@ class ProtectionState:
             state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
             raise AdLiftError(f"{path}: cannot read the checkpoint ({e.__class__.__name__}); delete it to start over") from None
+        self.restore(state, path)
+
+    def restore(self, state: dict, source: object = "the checkpoint") -> None:
+        """Continue from :meth:`checkpoint_state` of the same run (AdLiftError for another run's)."""
         if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint():
             raise AdLiftError(
-                f"{path} is a checkpoint of a different run (scene, views, instruction or settings differ); "
+                f"{source} is a checkpoint of a different run (scene, views, instruction or settings differ); "
                 "delete it or choose another output directory"
             )
         self.params.load_state_dict(state["params"])
@@ -188,6 +196,18 @@ class ProtectionState:
 #: A method: (state) -> list of units; (state, unit) -> dict of numbers for the history and progress bar.
 Planner = Callable[[ProtectionState], list]
 UnitRunner = Callable[[ProtectionState, object], dict]
+
+
+def run_next_unit(state: ProtectionState, units: list, run_unit: UnitRunner) -> dict:
+    """Run unit ``units[state.units_done]``, time it, record it in the history; returns its record."""
+    unit = units[state.units_done]
+    tic = time.perf_counter()
+    record = run_unit(state, unit)
+    state.seconds += time.perf_counter() - tic
+    record["seconds"] = round(time.perf_counter() - tic, 4)
+    state.history.append(record)
+    state.units_done += 1
+    return record
 
 
 def run_units(
@@ -212,13 +232,7 @@ def run_units(
                dynamic_ncols=True)  # fmt: skip
     try:
         while state.units_done < total:
-            unit = units[state.units_done]
-            tic = time.perf_counter()
-            record = run_unit(state, unit)
-            state.seconds += time.perf_counter() - tic
-            record["seconds"] = round(time.perf_counter() - tic, 4)
-            state.history.append(record)
-            state.units_done += 1
+            record = run_next_unit(state, units, run_unit)
             bar.update(1)
             bar.set_postfix({PROGRESS_KEYS[k]: (f"{v:.4g}" if isinstance(v, float) else v)
                              for k, v in record.items() if k in PROGRESS_KEYS})  # fmt: skip
