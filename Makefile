@@ -12,11 +12,12 @@ STAMP := $(VENV)/.adlift-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean scenes bench-render bench-protect cuda cuda-check chromium view viewer-screenshot help
+.PHONY: demo test install clean scenes bench-render bench-protect cuda cuda-check chromium view viewer-screenshot test-nerfstudio help
 
 help:
 	@echo "make demo        set up .venv and run the demo on a bundled scene (offline)"
 	@echo "make test        set up .venv and run every test"
+	@echo "make test-nerfstudio  nerfstudio plugin + core tests in .venv-nerfstudio (nerfstudio 1.1.5, numpy<2)"
 	@echo "make view        serve the browser viewer on the demo output (after make demo)"
 	@echo "make scenes      regenerate the bundled scenes (byte-identical)"
 	@echo "make bench-render  run the renderer benchmark (writes benchmarks/results/*.json)"
@@ -56,6 +57,21 @@ chromium:
 test: $(STAMP) chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# nerfstudio plugin tests in their own venv (built by tests/nerfstudio/make_venv.sh: torch 2.13 first,
+# constraints torch==2.13.0 + numpy<2, test-only torchvision stand-in). About 5 min the first time.
+NS_VENV ?= .venv-nerfstudio
+NS_STAMP := $(NS_VENV)/.adlift-installed
+NS_TESTS := tests/nerfstudio tests/test_nerfstudio_support.py tests/test_ply.py tests/test_scene.py \
+	tests/test_cameras.py tests/test_camera_io.py tests/test_render_torch.py tests/test_render_parity.py \
+	tests/test_editors.py tests/test_attacks.py tests/test_eval_metrics.py tests/test_viewer.py
+
+$(NS_STAMP): pyproject.toml tests/nerfstudio/constraints.txt tests/nerfstudio/make_venv.sh
+	bash tests/nerfstudio/make_venv.sh $(NS_VENV) $(PYTHON)
+	touch $(NS_STAMP)
+
+test-nerfstudio: $(NS_STAMP)
+	$(NS_VENV)/bin/python -m pytest -q $(NS_TESTS) $(PYTEST_ARGS)
+
 view: $(STAMP)
 	$(VENV)/bin/adlift view $(DEMO_OUT)/protect
 
@@ -78,4 +94,4 @@ cuda-check: $(STAMP)
 	$(PY) -m pytest -q tests/test_cuda_sources.py
 
 clean:
-	rm -rf $(VENV) outputs
+	rm -rf $(VENV) $(NS_VENV) outputs
