@@ -39,22 +39,30 @@ DESCRIPTION = (
 )
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Entry point of the ``adlift`` console script; returns the exit status."""
+def run_command(prog: str, parse: Callable[[], object]) -> int:
+    """Parse a command with ``parse()`` and run it; the exit status. AdLiftError -> one line on
+    stderr and 2, Ctrl-C -> 130, a closed output pipe -> 0 (shared by every AdLift console script)."""
     try:
-        command = tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="adlift", description=DESCRIPTION, args=args)
-        command.run()
+        parse().run()
     except AdLiftError as err:
-        print(f"adlift: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("adlift: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop the interpreter's flush from failing again
         return 0
     return 0
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of the ``adlift`` console script; returns the exit status."""
+    return run_command(
+        "adlift",
+        lambda: tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="adlift", description=DESCRIPTION, args=args),
+    )
 
 
 def run() -> None:

@@ -47,16 +47,9 @@ class NsEvaluateCommand(EvaluateCommand):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of ``ns-adlift-evaluate``; returns the exit status (2 for errors a user can fix)."""
-    try:
-        command = tyro.cli(NsEvaluateCommand, args=args, prog="ns-adlift-evaluate")
-        command.run()
-    except AdLiftError as err:
-        print(f"ns-adlift-evaluate: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ns-adlift-evaluate: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    from adlift.cli import run_command
+
+    return run_command("ns-adlift-evaluate", lambda: tyro.cli(NsEvaluateCommand, args=args, prog="ns-adlift-evaluate"))
 
 
 def run() -> None:

@@ -32,37 +32,38 @@ def _datamanager() -> FullImageDatamanagerConfig:
                                       cache_images_type="uint8")  # fmt: skip
 
 
-adlift_protect = MethodSpecification(
-    config=AdLiftTrainerConfig(
-        method_name="adlift-protect",
-        steps_per_save=50,
-        steps_per_eval_batch=0,
-        steps_per_eval_image=0,
-        steps_per_eval_all_images=0,
-        max_num_iterations=1_000_000,
-        mixed_precision=False,
-        pipeline=AdLiftPipelineConfig(datamanager=_datamanager(), model=AdLiftProtectModelConfig()),
-        optimizers={},
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
-        vis="viewer",
-    ),
-    description="AdLift: protect a 3DGS scene (splatfacto checkpoint or .ply) against instruction-driven "
+def _method(name: str, model, steps_per_save: int, description: str) -> MethodSpecification:
+    """A method whose "training" is an AdLift run: no optimizers or eval passes of nerfstudio's own,
+    stops when the run is done."""
+    return MethodSpecification(
+        config=AdLiftTrainerConfig(
+            method_name=name,
+            steps_per_save=steps_per_save,
+            steps_per_eval_batch=0,
+            steps_per_eval_image=0,
+            steps_per_eval_all_images=0,
+            max_num_iterations=1_000_000,
+            mixed_precision=False,
+            pipeline=AdLiftPipelineConfig(datamanager=_datamanager(), model=model),
+            optimizers={},
+            viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+            vis="viewer",
+        ),
+        description=description,
+    )
+
+
+adlift_protect = _method(
+    "adlift-protect",
+    AdLiftProtectModelConfig(),
+    50,
+    "AdLift: protect a 3DGS scene (splatfacto checkpoint or .ply) against instruction-driven "
     "editing with Lifted PGD; one iteration per view and round",
 )
 
-adlift_edit = MethodSpecification(
-    config=AdLiftTrainerConfig(
-        method_name="adlift-edit",
-        steps_per_save=500,
-        steps_per_eval_batch=0,
-        steps_per_eval_image=0,
-        steps_per_eval_all_images=0,
-        max_num_iterations=1_000_000,
-        mixed_precision=False,
-        pipeline=AdLiftPipelineConfig(datamanager=_datamanager(), model=AdLiftEditModelConfig()),
-        optimizers={},
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
-        vis="viewer",
-    ),
-    description="AdLift: Instruct-GS2GS-style edit of a (protected or raw) 3DGS scene, to attack your own asset",
+adlift_edit = _method(
+    "adlift-edit",
+    AdLiftEditModelConfig(),
+    500,
+    "AdLift: Instruct-GS2GS-style edit of a (protected or raw) 3DGS scene, to attack your own asset",
 )
