@@ -30,21 +30,12 @@ from adlift.nerfstudio import (
 from adlift.protect import ProtectConfig, ProtectionRun, protect
 from tests.conftest import random_scene
 from tests.nerfstudio.scene_data import make_splatfacto_checkpoint
-from tests.test_editors import tiny_editor
+from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixtures; single_thread is autouse)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[1]
 BUST = REPO / "scenes" / "bust"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as tests.test_editors.single_thread (many tiny ops on 2 shared cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 #: The vertex properties `ns-export gaussian-splat` (nerfstudio 1.1.5, ply_color_mode sh_coeffs)

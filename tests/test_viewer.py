@@ -29,20 +29,11 @@ from adlift.viewer.inputs import load_inputs
 from adlift.viewer.metrics import metrics_table, view_summary
 from adlift.viewer.panel import (GRID_CELLS, GRID_COLUMNS, PLACEHOLDER, ROW_CELLS, colour_scale, comparison_panel,
                                  difference_map, heatmap, panel_cell_boxes)  # fmt: skip
-from tests.test_editors import TINY_CACHE
+from tests.test_editors import TINY_CACHE, single_thread  # noqa: F401  (autouse fixture: one torch thread)
 from tests.viewer_fixtures import BUST, BUST_CAMS, INSTRUCTION, fake_protect_outdir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as in tests/test_editors.py (OpenMP spin-waiting on 2 shared cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
