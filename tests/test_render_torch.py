@@ -18,6 +18,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from adlift.registry import Entry
 from adlift import AdLiftError, Cameras, GaussianScene
 from adlift.cameras import intrinsics_matrix, orbit_cameras
 from adlift.render import api, available_backends, contact_sheet, render, save_images, torch_backend
@@ -168,10 +169,10 @@ def test_registry_auto_prefers_highest_priority(monkeypatch):
         calls.append(sh_degree)
         return torch_backend.render_torch(scene, cameras, background, sh_degree, **kw)
 
-    monkeypatch.setitem(api._BACKENDS, "cuda", api.Backend("cuda", fake, lambda: True, priority=20))
+    monkeypatch.setitem(api.BACKENDS._entries, "cuda", Entry("cuda", api.Backend("cuda", fake, lambda: True, priority=20), ""))
     out = render(make_scene(n=5), front_camera())
     assert out.backend == "cuda" and calls == [1]
-    monkeypatch.setitem(api._BACKENDS, "cuda", api.Backend("cuda", fake, lambda: False, priority=20))
+    monkeypatch.setitem(api.BACKENDS._entries, "cuda", Entry("cuda", api.Backend("cuda", fake, lambda: False, priority=20), ""))
     assert render(make_scene(n=5), front_camera()).backend in ("gsplat", "torch")
 
 

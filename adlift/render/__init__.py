@@ -5,6 +5,7 @@ Backends: ``torch`` (pure PyTorch, CPU + GPU, always available), ``gsplat`` (CUD
 """
 
 from adlift.render.api import (
+    BACKENDS,
     Backend,
     RenderOutput,
     available_backends,
@@ -19,9 +20,14 @@ from adlift.render.gsplat_backend import gsplat_available, gsplat_unavailable_re
 from adlift.render.images import contact_sheet, save_images
 from adlift.render.torch_backend import render_torch
 
-register_backend("torch", render_torch, priority=0)
+register_backend("torch", render_torch, priority=0, help="pure PyTorch (CPU and GPU; the reference)")
 register_backend(
-    "gsplat", render_gsplat, available=gsplat_available, priority=10, why_unavailable=gsplat_unavailable_reason
+    "gsplat",
+    render_gsplat,
+    available=gsplat_available,
+    priority=10,
+    why_unavailable=gsplat_unavailable_reason,
+    help="nerfstudio's gsplat CUDA rasteriser",
 )
 register_backend(
     "cuda",
@@ -30,10 +36,14 @@ register_backend(
     priority=20,
     why_unavailable=cuda_unavailable_reason,
     supports_frozen=True,
+    help="AdLift's own CUDA kernels (cuda/), with the frozen/trainable split",
 )
+from adlift.render.options import RenderOptions  # noqa: E402  (after the backends: its choices come from BACKENDS)
 
 __all__ = [
+    "BACKENDS",
     "Backend",
+    "RenderOptions",
     "RenderOutput",
     "available_backends",
     "contact_sheet",

@@ -34,6 +34,7 @@ import torch
 
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
+from adlift.registry import Registry
 from adlift.scene import GaussianScene
 
 
@@ -70,7 +71,8 @@ class Backend:
     :func:`render` concatenates the detached frozen set in front of the scene."""
 
 
-_BACKENDS: dict[str, Backend] = {}
+#: Every render backend, registered in :mod:`adlift.render` (the one place its name is written).
+BACKENDS: Registry[Backend] = Registry("render backend")
 
 
 def register_backend(
@@ -81,21 +83,23 @@ def register_backend(
     priority: int = 0,
     why_unavailable: Callable[[], str] | None = None,
     supports_frozen: bool = False,
+    help: str = "",
 ) -> None:
     """Add (or replace) a backend."""
-    _BACKENDS[name] = Backend(
+    backend = Backend(
         name, render, available, priority, why_unavailable or (lambda: "not available on this machine"), supports_frozen
     )
+    BACKENDS.add(name, backend, help, replace=True)
 
 
 def registered_backends() -> list[str]:
     """Names of all registered backends, best first."""
-    return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority)]
+    return [b.name for b in sorted((b for _, b in BACKENDS.items()), key=lambda b: -b.priority)]
 
 
 def available_backends() -> list[str]:
     """Names of the backends that can run here, best first (what "auto" chooses from)."""
-    return [name for name in registered_backends() if _BACKENDS[name].available()]
+    return [name for name in registered_backends() if BACKENDS.get(name).available()]
 
 
 def resolve_backend(name: str = "auto") -> Backend:
@@ -104,11 +108,11 @@ def resolve_backend(name: str = "auto") -> Backend:
         avail = available_backends()
         if not avail:  # torch is always registered; only reachable if someone unregistered it
             raise AdLiftError("no render backend is available")
-        return _BACKENDS[avail[0]]
-    if name not in _BACKENDS:
+        return BACKENDS.get(avail[0])
+    if name not in BACKENDS:
         known = ", ".join(["auto"] + registered_backends())
         raise AdLiftError(f"unknown render backend {name!r}; choose one of: {known}")
-    backend = _BACKENDS[name]
+    backend = BACKENDS.get(name)
     if not backend.available():
         raise AdLiftError(f"render backend {name!r} is unavailable: {backend.why_unavailable()}")
     return backend
