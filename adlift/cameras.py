@@ -14,11 +14,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from adlift.errors import CameraError
+
+if TYPE_CHECKING:
+    from adlift.scene import GaussianScene
 
 #: Flip between OpenGL/Blender camera axes (x right, y up, z backward) and OpenCV ones.
 OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
@@ -317,3 +320,15 @@ def split_train_novel(cameras: Cameras, every: int = 8, offset: int = 0) -> tupl
     if not train:
         raise CameraError(f"split of {len(cameras)} cameras with every={every} leaves no training views")
     return cameras[train], cameras[novel]
+
+
+def scene_extent(cameras: Cameras, scene: GaussianScene | None = None) -> float:
+    """3DGS' spatial learning-rate scale: 1.1 x the largest camera-centre distance from their mean.
+
+    With a single camera (zero spread) the scene's robust radius is used instead.
+    """
+    centers = cameras.centers.to(torch.float64)  # [C, 3]
+    radius = float((centers - centers.mean(dim=0)).norm(dim=-1).max()) * 1.1 if len(cameras) else 0.0
+    if radius <= 1e-8 and scene is not None and scene.num_gaussians:
+        radius = scene.center_and_radius()[1]
+    return radius if radius > 1e-8 else 1.0

@@ -10,7 +10,8 @@ import torch
 
 from adlift.cameras import orbit_cameras
 from adlift.editors import SceneEditConfig, dssim, edit_scene, l1_dssim_loss
-from adlift.editors.scene_edit import _split_params, make_optimizer, scene_extent
+from adlift.cameras import scene_extent
+from adlift.editors.scene_edit import _split_params, make_optimizer
 from adlift.errors import AdLiftError
 from adlift.render import render
 from adlift.scene import GaussianScene

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from adlift.attacks.eot import EOTConfig, random_purification
-from adlift.editors.ip2p import check_images
+from adlift.image_metrics import check_images
 from adlift.errors import AdLiftError
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ class AdversarialLoss:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Per-image loss [B] (float32), differentiable w.r.t. ``images``; lower = better protected."""
-        check_images(images)
+        check_images(images, values=False)
         gen = generator if generator is not None else torch.Generator().manual_seed(self.config.eval_seed)
         x = images
         if self.config.eot.samples:

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adlift.attacks.losses import AdversarialLoss
-from adlift.editors.ip2p import check_images
+from adlift.image_metrics import check_images
 from adlift.errors import AdLiftError
 
 
@@ -122,7 +122,7 @@ def image_pgd(
     """Protect images with L-infinity PGD on ``loss`` (see the module docstring)."""
     config = config or PGDConfig()
     config.validate()
-    check_images(images)
+    check_images(images, values=False)
     gen = generator if generator is not None else torch.Generator().manual_seed(config.seed)
     clean = images.detach().clamp(0.0, 1.0)
     x = clean.clone()

@@ -111,7 +111,7 @@ class EvaluateCommand:
         return manifest
 
     def _raw_path(self, manifest: dict) -> Path:
-        from adlift.protect.output import file_sha256
+        from adlift.io.checksum import file_sha256
 
         if self.raw is not None:
             return self.raw

@@ -90,7 +90,7 @@ class ProtectImageCommand:
         from adlift.attacks import AdversarialLoss, EOTConfig, LossConfig, PGDConfig, image_pgd, parse_budget
         from adlift.editors import UNTRAINED_WARNING, load_editor
         from adlift.io.atomic import write_text_atomic
-        from adlift.evaluate.image_metrics import linf_per_image, psnr_per_image
+        from adlift.image_metrics import linf_per_image, psnr_per_image
 
         files = collect_images(list(self.images))
         out_paths = [self.out / f"{f.stem}.png" for f in files]

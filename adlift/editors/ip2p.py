@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from adlift.editors.weights import DEFAULT_MODEL, load_ip2p_pipeline, quiet_hf
+from adlift.image_metrics import check_images
 from adlift.errors import AdLiftError
 
 if TYPE_CHECKING:
@@ -57,17 +58,6 @@ def default_device() -> torch.device:
 def default_dtype(device: torch.device | str) -> torch.dtype:
     """IP2P's usual precision: float16 on CUDA, float32 elsewhere."""
     return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-
-
-def check_images(images: torch.Tensor, what: str = "images") -> None:
-    """AdLiftError unless ``images`` is a float tensor [B, 3, H, W] (values are expected in [0, 1])."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise AdLiftError(f"{what} must be a tensor of shape [B, 3, H, W] with values in [0, 1], got {shape}")
-    if not images.is_floating_point():
-        raise AdLiftError(f"{what} must be a floating-point tensor in [0, 1], got {images.dtype}")
-    if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
-        raise AdLiftError(f"{what} is empty: shape {list(images.shape)}")
 
 
 class IP2PSurface:
@@ -134,7 +124,7 @@ class IP2PSurface:
 
         Unscaled (no ``scaling_factor``); ``mean`` is also the posterior's mode.
         """
-        check_images(images)
+        check_images(images, values=False)
         x, _ = self.pad(images.to(self.device, self.dtype))
         dist = self.vae.encode(2.0 * x - 1.0).latent_dist
         return dist.mean, dist.std
@@ -417,7 +407,7 @@ class IP2PEditor:
         8 are padded (reflection) and cropped back. ``on_step(done, total)`` is called after every
         denoising step (total = steps x batches), e.g. to drive a progress bar.
         """
-        check_images(images)
+        check_images(images, values=False)
         if steps < 1:
             raise AdLiftError(f"steps must be >= 1, got {steps}")
         gens = _generators(seed, images.shape[0])
@@ -473,8 +463,8 @@ class IP2PEditor:
         guided noise estimate conditioned on the *original* view. All randomness (t0, the VAE sample,
         the noise) comes from a generator seeded with ``seed`` (or ``seed[i]``).
         """
-        check_images(current, "current renders")
-        check_images(original, "original views")
+        check_images(current, "current renders", values=False)
+        check_images(original, "original views", values=False)
         if current.shape != original.shape:
             raise AdLiftError(
                 f"current {list(current.shape)} and original {list(original.shape)} views differ in shape"

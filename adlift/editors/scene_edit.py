@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from adlift.cameras import Cameras
+from adlift.cameras import Cameras, scene_extent
 from adlift.editors.photometric import l1_dssim_loss
 from adlift.errors import AdLiftError
 from adlift.scene import GaussianScene
@@ -148,18 +148,6 @@ class SceneEditResult:
     history: list[dict]
     """One entry per round: the round, the photometric loss (mean over views) to that round's
     targets before and after fitting, and the seconds spent."""
-
-
-def scene_extent(cameras: Cameras, scene: GaussianScene | None = None) -> float:
-    """3DGS' spatial learning-rate scale: 1.1 x the largest camera-centre distance from their mean.
-
-    With a single camera (zero spread) the scene's robust radius is used instead.
-    """
-    centers = cameras.centers.to(torch.float64)  # [C, 3]
-    radius = float((centers - centers.mean(dim=0)).norm(dim=-1).max()) * 1.1 if len(cameras) else 0.0
-    if radius <= 1e-8 and scene is not None and scene.num_gaussians:
-        radius = scene.center_and_radius()[1]
-    return radius if radius > 1e-8 else 1.0
 
 
 def make_optimizer(params: dict[str, torch.Tensor], config: SceneEditConfig, extent: float) -> torch.optim.Adam:

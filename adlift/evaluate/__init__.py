@@ -19,7 +19,7 @@ from adlift.evaluate.clip_metrics import (
     captions_for,
     load_clip,
 )
-from adlift.evaluate.image_metrics import (
+from adlift.image_metrics import (
     LpipsMetric,
     check_images,
     image_pair_metrics,

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from adlift.editors.weights import hub_lookup, is_local_reference, quiet_hf
 from adlift.errors import AdLiftError
-from adlift.evaluate.image_metrics import check_images
+from adlift.image_metrics import check_images
 
 #: The CLIP model used when none is named (the one InstructPix2Pix's evaluation used).
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"

@@ -19,7 +19,7 @@ SPLIT_COLOURS = {"train": "tab:blue", "novel": "tab:orange"}
 
 def save_grid(path: Path, images: SplitImages, eta: float, split: str, banner: str = "", max_rows: int = 8) -> Path:
     """One row per view (at most ``max_rows``): raw | protected | |diff| / eta | edit(raw) | edit(protected)."""
-    from adlift.protect.output import difference_image
+    from adlift.image_metrics import difference_image
     from adlift.render.images import contact_sheet, save_png, with_banner
 
     n = min(max_rows, len(images.names))

@@ -22,7 +22,7 @@ import torch
 
 from adlift.attacks.eot import apply_transform
 from adlift.errors import AdLiftError
-from adlift.evaluate.image_metrics import check_images
+from adlift.image_metrics import check_images
 
 PurificationKind = Literal["none", "jpeg", "blur", "resize", "noise"]
 

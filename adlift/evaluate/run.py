@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
 from adlift.evaluate.clip_metrics import ClipScorer, captions_for
-from adlift.evaluate.image_metrics import LpipsMetric, image_pair_metrics
+from adlift.image_metrics import LpipsMetric, image_pair_metrics
 from adlift.evaluate.purify import DEFAULT_PURIFICATIONS, Purification, apply_purification
 from adlift.scene import GaussianScene
 

@@ -184,7 +184,7 @@ class AdLiftModel(Model):
         return {}
 
     def get_image_metrics_and_images(self, outputs, batch):
-        from adlift.evaluate.image_metrics import psnr_per_image
+        from adlift.image_metrics import psnr_per_image
 
         rgb = outputs["rgb"]
         gt = batch["image"].to(rgb.device)

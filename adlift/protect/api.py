@@ -13,7 +13,7 @@ from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
 from adlift.protect import baselines, lifted
 from adlift.protect.config import ProtectConfig
-from adlift.evaluate.image_metrics import linf_per_image, psnr_per_image, within_budget_per_image
+from adlift.image_metrics import linf_per_image, psnr_per_image, within_budget_per_image
 from adlift.protect.engine import ProtectionState, run_next_unit, run_units
 from adlift.scene import GaussianScene
 

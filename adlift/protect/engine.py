@@ -52,7 +52,7 @@ class ProtectionState:
     """Everything a protection method reads and changes."""
 
     def __init__(self, raw: GaussianScene, cameras: Cameras, loss: AdversarialLoss, config: ProtectConfig):
-        from adlift.editors.scene_edit import scene_extent
+        from adlift.cameras import scene_extent
         from adlift.render import render
 
         config.validate()
@@ -136,7 +136,7 @@ class ProtectionState:
 
     def view_quality(self, view: int) -> dict:
         """L-infinity (x255) and PSNR of the current protected render of a view against the raw render."""
-        from adlift.evaluate.image_metrics import linf_per_image, psnr_per_image
+        from adlift.image_metrics import linf_per_image, psnr_per_image
 
         x, raw = self.render_protected([view]), self.raw_renders[view : view + 1]
         return {"linf_255": float(linf_per_image(x, raw)[0]) * 255.0, "psnr": float(psnr_per_image(x, raw)[0])}

@@ -31,29 +31,14 @@ from pathlib import Path
 import torch
 
 from adlift.cameras import Cameras
+from adlift.image_metrics import difference_image
+from adlift.io.checksum import file_sha256
 from adlift.io.json_safe import finite
 from adlift.protect.api import ProtectResult
 from adlift.protect.config import ProtectConfig, to_jsonable
 from adlift.scene import GaussianScene
 
 MANIFEST_VERSION = 1
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def difference_image(
-    protected: torch.Tensor,  # [C, 3, H, W]
-    raw: torch.Tensor,  # [C, 3, H, W]
-    eta: float,
-) -> torch.Tensor:
-    """|protected - raw| scaled so that eta maps to full brightness: [C, 3, H, W] in [0, 1]."""
-    return ((protected - raw).abs() / max(eta, 1e-8)).clamp(0.0, 1.0)
 
 
 def save_preview(

@@ -77,7 +77,7 @@ def _existing(candidates: list[Path]) -> Path | None:
 
 def _raw_from_manifest(manifest: dict, outdir: Path, override: Path | None) -> Path:
     """The raw .ply a manifest names (absolute, or relative to the cwd or OUTDIR), checked by sha256."""
-    from adlift.protect.output import file_sha256
+    from adlift.io.checksum import file_sha256
 
     if override is not None:
         return override

@@ -1,4 +1,6 @@
-"""How visible a perturbation is: per-image PSNR, SSIM, L-inf, share within budget and LPIPS.
+"""How visible a perturbation is: per-image PSNR, SSIM, L-inf, share within budget, LPIPS, and the
+|difference| / eta image. Low in the package (torch and kornia only): protect, evaluate, the
+viewer and the nerfstudio plugin all measure with it.
 
 All functions take two image batches a, b [B, 3, H, W] in [0, 1] and return one value per image
 [B] (float64), so raw/protected pairs can be reported view by view:
@@ -25,8 +27,9 @@ from adlift.errors import AdLiftError
 RANGE_SLACK = 1e-4
 
 
-def check_images(x: torch.Tensor, what: str = "images") -> None:
-    """AdLiftError unless ``x`` is a finite float batch [B, 3, H, W] with values in [0, 1]."""
+def check_images(x: torch.Tensor, what: str = "images", *, values: bool = True) -> None:
+    """AdLiftError unless ``x`` is a float batch [B, 3, H, W]; with ``values`` (the default) also
+    finite and in [0, 1]. ``values=False`` checks the shape only (no device sync; for hot loops)."""
     if not isinstance(x, torch.Tensor):
         raise AdLiftError(f"{what} must be a torch.Tensor [B, 3, H, W], got {type(x).__name__}")
     if x.ndim != 4:
@@ -37,11 +40,22 @@ def check_images(x: torch.Tensor, what: str = "images") -> None:
         raise AdLiftError(f"{what} must be a float tensor in [0, 1], got dtype {x.dtype}")
     if x.numel() == 0:
         raise AdLiftError(f"{what} are empty, shape {tuple(x.shape)}")
+    if not values:
+        return
     if not bool(torch.isfinite(x).all()):
         raise AdLiftError(f"{what} contain NaN or infinite values")
     lo, hi = float(x.min()), float(x.max())
     if lo < -RANGE_SLACK or hi > 1.0 + RANGE_SLACK:
         raise AdLiftError(f"{what} must have values in [0, 1], got [{lo:.4g}, {hi:.4g}]; clamp them first")
+
+
+def difference_image(
+    protected: torch.Tensor,  # [C, 3, H, W]
+    raw: torch.Tensor,  # [C, 3, H, W]
+    eta: float,
+) -> torch.Tensor:
+    """|protected - raw| scaled so that eta maps to full brightness: [C, 3, H, W] in [0, 1]."""
+    return ((protected - raw).abs() / max(eta, 1e-8)).clamp(0.0, 1.0)
 
 
 def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
