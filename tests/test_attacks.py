@@ -12,7 +12,8 @@ from adlift.attacks import (
     EOTConfig,
     LossConfig,
     PGDConfig,
-    apply_transform,
+    PURIFICATIONS,
+    apply_purification_kind,
     image_pgd,
     parse_budget,
     pgd_step,
@@ -164,10 +165,12 @@ def test_empty_instruction_is_rejected():
 
 
 # ---------------------------------------------------------------------------------- EOT
-@pytest.mark.parametrize("name,strength", [("jpeg", 60.0), ("blur", 1.0), ("resize", 0.5), ("noise", 0.05)])
-def test_purifications_keep_shape_change_the_image_and_pass_gradients(name, strength):
+@pytest.mark.parametrize("name", PURIFICATIONS.names())
+def test_purifications_keep_shape_change_the_image_and_pass_gradients(name):
+    lo, hi = PURIFICATIONS.get(name).eot_range
+    strength = hi if name == "noise" else (lo + hi) / 2  # noise: a strength that surely changes pixels
     x = rand_images(2, 32, 40).requires_grad_(True)
-    y = apply_transform(x, name, strength, torch.Generator().manual_seed(0))
+    y = apply_purification_kind(x, name, strength, torch.Generator().manual_seed(0))
     assert y.shape == x.shape
     assert float((y - x).detach().abs().mean()) > 1e-3
     y.sum().backward()

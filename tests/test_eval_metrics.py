@@ -217,7 +217,7 @@ def test_parse_errors(spec, needle):
 
 
 def test_purification_validates_its_fields():
-    with pytest.raises(AdLiftError, match="unknown purification kind"):
+    with pytest.raises(AdLiftError, match="unknown purification .sharpen.; choose one of: jpeg"):
         Purification("x", "sharpen", 1.0)  # type: ignore[arg-type]
     with pytest.raises(AdLiftError, match="out of range"):
         Purification("noise", "noise", -0.1)

@@ -7,8 +7,9 @@
 Every loss is "lower = better protected"; see :mod:`adlift.attacks.losses`.
 """
 
-from adlift.attacks.eot import EOTConfig, apply_transform, random_purification
+from adlift.attacks.eot import EOTConfig, random_purification
 from adlift.attacks.losses import LOSS_KINDS, AdversarialLoss, LossConfig, load_target_image
+from adlift.attacks.purifications import PURIFICATIONS, apply_purification_kind
 from adlift.attacks.pgd import PGDConfig, PGDResult, image_pgd, parse_budget, pgd_step, project_linf
 
 __all__ = [
@@ -18,7 +19,8 @@ __all__ = [
     "LossConfig",
     "PGDConfig",
     "PGDResult",
-    "apply_transform",
+    "PURIFICATIONS",
+    "apply_purification_kind",
     "image_pgd",
     "load_target_image",
     "parse_budget",

@@ -1,30 +1,27 @@
 """Fixed purifications for robustness evaluation: does the protection survive a JPEG save or a blur?
 
 Each :class:`Purification` is one deterministic transform at one strength (noise is seeded by the
-generator passed in). The transforms are the ones EOT trains against
-(:func:`adlift.attacks.eot.apply_transform`: kornia's JPEG codec, kornia Gaussian blur,
+generator passed in). The transforms are the ones EOT trains against, from the one registry
+:data:`adlift.attacks.purifications.PURIFICATIONS` (kornia's JPEG codec, kornia Gaussian blur,
 antialiased bilinear down-up resize, additive Gaussian noise), here at fixed strengths:
 
     for p in parse_purifications("jpeg95,jpeg50,blur1.0,resize0.5,noise4"):
         purified = apply_purification(protected, p, generator)   # [B, 3, H, W] in [0, 1]
-
-Note that kornia's JPEG is a differentiable model of JPEG (standard quantisation tables and 4:2:0
-chroma subsampling, with a polynomial rounding), not a byte-exact libjpeg round trip.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Literal
 
 import torch
 
-from adlift.attacks.eot import apply_transform
+from adlift.attacks.purifications import PURIFICATIONS
 from adlift.errors import AdLiftError
 from adlift.image_metrics import check_images
 
-PurificationKind = Literal["none", "jpeg", "blur", "resize", "noise"]
+#: "none" (identity) or a registered purification.
+PurificationKind = PURIFICATIONS.literal("none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,31 +39,20 @@ class Purification:
     [0, 1] image units (the name gives it in 8-bit levels: ``noise4`` is std 4/255); 0 for ``none``."""
 
     def __post_init__(self) -> None:
-        s = self.strength
-        ok = {
-            "none": s == 0,
-            "jpeg": 1 <= s <= 100,
-            "blur": s > 0,
-            "resize": 0 < s <= 1,
-            "noise": 0 <= s <= 1,
-        }.get(self.kind)
-        if ok is None:
-            raise AdLiftError(f"unknown purification kind {self.kind!r}; choose from none, jpeg, blur, resize, noise")
-        if not ok:
-            raise AdLiftError(f"purification {self.name!r}: strength {s} is out of range for {self.kind}")
+        if self.kind == "none":
+            if self.strength != 0:
+                raise AdLiftError(f"purification {self.name!r}: 'none' takes no strength")
+            return
+        spec = PURIFICATIONS.get(self.kind)
+        if not spec.valid(self.strength):
+            raise AdLiftError(f"purification {self.name!r}: strength {self.strength} is out of range ({spec.strength_help})")
 
 
 def purification(kind: PurificationKind, strength: float = 0.0) -> Purification:
     """A purification with its canonical name (``jpeg95``, ``blur1.0``, ``resize0.5``, ``noise4``, ``none``)."""
     if kind == "none":
-        name = "none"
-    elif kind == "jpeg":
-        name = f"jpeg{strength:g}"
-    elif kind == "noise":
-        name = f"noise{strength * 255:.6g}"
-    else:
-        name = f"{kind}{float(strength)}"
-    return Purification(name, kind, float(strength))
+        return Purification("none", "none", 0.0)
+    return Purification(PURIFICATIONS.get(kind).token(kind, strength), kind, float(strength))
 
 
 #: The purifications evaluated when none are named.
@@ -79,7 +65,7 @@ DEFAULT_PURIFICATIONS: tuple[Purification, ...] = (
     purification("noise", 4 / 255),
 )
 
-_TOKEN = re.compile(r"^(jpeg|blur|resize|noise)(\d+(?:\.\d*)?|\.\d+)$")
+_TOKEN = re.compile(r"^([a-z_]+?)(\d+(?:\.\d*)?|\.\d+)$")
 
 
 def parse_purifications(spec: str) -> list[Purification]:
@@ -97,13 +83,13 @@ def parse_purifications(spec: str) -> list[Purification]:
             p = purification("none")
         else:
             m = _TOKEN.match(token)
-            if m is None:
+            if m is None or m.group(1) not in PURIFICATIONS:
                 raise AdLiftError(
-                    f"bad purification {raw.strip()!r}; expected none, jpeg<quality>, blur<sigma>, "
-                    "resize<scale> or noise<levels>, e.g. jpeg75,blur1.0,resize0.5,noise4"
+                    f"bad purification {raw.strip()!r}; expected none or NAMEVALUE with NAME one of "
+                    f"{', '.join(PURIFICATIONS.names())}, e.g. jpeg75,blur1.0,resize0.5,noise4"
                 )
             kind, value = m.group(1), float(m.group(2))
-            p = purification(kind, value / 255 if kind == "noise" else value)  # type: ignore[arg-type]
+            p = purification(kind, value / PURIFICATIONS.get(kind).token_scale)
         if any(q.name == p.name for q in result):
             raise AdLiftError(f"purification {p.name!r} is listed twice in {spec!r}")
         result.append(p)
@@ -123,4 +109,4 @@ def apply_purification(
     check_images(images)
     if p.kind == "none":
         return images.clamp(0.0, 1.0)
-    return apply_transform(images, p.kind, p.strength, generator).clamp(0.0, 1.0)
+    return PURIFICATIONS.get(p.kind).apply(images, p.strength, generator).clamp(0.0, 1.0)
