@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Annotated
 
 import torch
+import tyro
 from tqdm.auto import tqdm
 
 from adlift.attacks.losses import AdversarialLoss
-from adlift.image_metrics import check_images
 from adlift.errors import AdLiftError
+from adlift.image_metrics import check_images
 
 
 @dataclasses.dataclass
@@ -75,6 +77,33 @@ def parse_budget(text: str | float, name: str = "budget") -> float:
     if not math.isfinite(value) or not 0.0 < value <= 1.0:
         raise AdLiftError(f"{name} must lie in (0, 1] (e.g. 8/255), got {text!r}")
     return value
+
+
+def format_budget(value: float) -> str:
+    """A budget as the user would write it: 8/255 when it is a whole number of 8-bit levels, else the number."""
+    levels = value * 255
+    return f"{round(levels)}/255" if abs(levels - round(levels)) < 1e-6 else f"{value:.6g}"
+
+
+def _budget_from_cli(args: list[str]) -> float:
+    try:
+        return parse_budget(args[0])
+    except AdLiftError as e:
+        raise ValueError(str(e)) from None  # tyro turns ValueError into a usage error (exit 2)
+
+
+#: A config field holding an L-infinity budget: a float in the library, written ``8/255`` or ``0.031`` on
+#: the command line (tyro), shown as ``8/255`` in --help.
+Budget = Annotated[
+    float,
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1,
+        metavar="N/255|FLOAT",
+        instance_from_str=_budget_from_cli,
+        is_instance=lambda value: isinstance(value, float),
+        str_from_instance=lambda value: [format_budget(value)],
+    ),
+]
 
 
 def project_linf(
