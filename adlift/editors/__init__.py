@@ -20,7 +20,16 @@ import torch
 from adlift.editors.ip2p import IP2PEditor, IP2PSurface
 from adlift.editors.photometric import dssim, l1_dssim_loss
 from adlift.editors.scene_edit import SceneEditConfig, SceneEditResult, SceneEditRun, edit_scene
-from adlift.editors.tiny import UNTRAINED_WARNING
+from adlift.editors.outputs import save_before_after, write_edit_outputs
+from adlift.editors.untrained import (
+    UNTRAINED_WARNING,
+    is_untrained,
+    untrained_banner,
+    untrained_note,
+    untrained_record,
+    untrained_warning,
+    warn_untrained,
+)
 from adlift.editors.weights import DEFAULT_MODEL, MissingWeightsError
 
 #: Editor names :func:`load_editor` understands besides hub ids and paths.
@@ -58,6 +67,14 @@ __all__ = [
     "UNTRAINED_WARNING",
     "dssim",
     "edit_scene",
+    "is_untrained",
     "l1_dssim_loss",
     "load_editor",
+    "save_before_after",
+    "untrained_banner",
+    "untrained_note",
+    "untrained_record",
+    "untrained_warning",
+    "warn_untrained",
+    "write_edit_outputs",
 ]

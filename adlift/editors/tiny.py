@@ -10,7 +10,7 @@ The pipeline is built once, saved with ``save_pretrained`` into the AdLift cache
 back with ``from_pretrained`` from that directory: exactly the code path real weights take.
 
 Its edits are noise-like: everything it produces must be labelled as coming from an untrained
-test model (see :data:`UNTRAINED_WARNING`).
+test model (see :mod:`adlift.editors.untrained`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,6 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 #: Bump when the tiny architecture changes, so stale cached copies are not reused.
 TINY_VERSION = 1
-
-#: The line printed (and recorded) wherever results of the tiny editor are shown.
-UNTRAINED_WARNING = (
-    "WARNING: editor 'tiny' is an untrained test model with random weights; "
-    "its edits are meaningless and only exercise the pipeline"
-)
 
 #: Token sequence length of the tiny text encoder (real CLIP uses 77).
 TINY_MAX_LENGTH = 16
