@@ -129,11 +129,10 @@ class AdLiftModel(Model):
         return read_splatfacto_checkpoint(self.source_path)
 
     def load_editor(self):
-        from adlift.editors import UNTRAINED_WARNING, load_editor
+        from adlift.editors import load_editor, warn_untrained
 
         editor = load_editor(self.config.editor, device=self.device)
-        if editor.untrained:
-            CONSOLE.print(f"[bold red]{UNTRAINED_WARNING}")
+        warn_untrained(editor, lambda line: CONSOLE.print(f"[bold red]{line}"))
         return editor
 
     def start_run(self) -> None:  # pragma: no cover - abstract
@@ -390,49 +389,23 @@ class AdLiftEditModel(AdLiftModel):
         self.iterations_done = self.run.round * max(1, self.run.config.gs_steps)
 
     def finish(self, output_dir: Path) -> None:
-        """Write edited.ply, before_after.png, original/, edited/ and edit.json into output_dir."""
-        from adlift.commands.edit import _banner, _save_before_after
-        from adlift.io.atomic import write_text_atomic
-        from adlift.io.ply import write_ply
+        """Write edited.ply, before_after.png, original/, edited/ and edit.json into output_dir
+        (:func:`adlift.editors.outputs.write_edit_outputs`, as `adlift edit --mode 3d`)."""
+        from adlift.editors.outputs import write_edit_outputs
         from adlift.render import render_images
-        from adlift.render.images import save_images
 
         if self.run is None:
             return
-        output_dir.mkdir(parents=True, exist_ok=True)
         scene = self.run.scene()
-        comment = f"adlift-edit (nerfstudio), instruction {self.config.instruction!r}, editor {self.editor.name}"
-        write_ply(scene, output_dir / "edited.ply", comments=[comment.replace("\n", " ")])
         cams = self.train_cameras.to(self.device)
         rendered = render_images(scene, cams, backend=self.config.backend, background=self.config.background).cpu()
-        originals = self.run.originals.cpu()
-        save_images(originals, cams.names, output_dir / "original")
-        save_images(rendered, cams.names, output_dir / "edited")
-        _save_before_after(originals, rendered, cams.names, output_dir / "before_after.png", _banner(self.editor))
-        meta = {
-            **self.editor.metadata(),
-            "instruction": self.config.instruction,
-            "mode": "3d",
-            "scene": str(self.source_path),
-            "views": list(cams.names),
-            "width": cams.width,
-            "height": cams.height,
-            "config": _jsonable(dataclasses.asdict(self.run.config)),
-            "history": self.run.history,
-            "complete": self.run.finished,
-            "num_gaussians": scene.num_gaussians,
-            "files": {"scene": "edited.ply", "original": "original/", "edited": "edited/",
-                      "before_after": "before_after.png"},
-            "nerfstudio": _nerfstudio_info(self),
-        }  # fmt: skip
-        write_text_atomic(output_dir / "edit.json", json.dumps(meta, indent=2) + "\n")
+        record = {"scene": str(self.source_path), "config": self.run.config, "history": self.run.history,
+                  "complete": self.run.finished, "nerfstudio": _nerfstudio_info(self)}  # fmt: skip
+        write_edit_outputs(output_dir, instruction=self.config.instruction, mode="3d",
+                           editor_metadata=self.editor.metadata(), names=list(cams.names),
+                           originals=self.run.originals.cpu(), edited=rendered, scene=scene, record=record,
+                           source="adlift-edit (nerfstudio)")  # fmt: skip
         CONSOLE.print(f"adlift-edit: wrote {output_dir / 'edited.ply'}, before_after.png, edit.json")
-
-
-def _jsonable(value):
-    from adlift.protect.config import to_jsonable
-
-    return to_jsonable(value)
 
 
 def _nerfstudio_info(model: AdLiftModel) -> dict:
