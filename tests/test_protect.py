@@ -19,6 +19,7 @@ from adlift.errors import AdLiftError
 from adlift.io.cameras import load_cameras
 from adlift.io.ply import read_ply
 from adlift.protect import ProtectConfig, SafeguardConfig, init_safeguard, protect, split_opacity_logits
+from adlift.protect.manifest import Manifest
 from adlift.render import render
 from adlift.scene import GaussianScene
 from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixture)
@@ -219,7 +220,8 @@ def test_protection_output_reloads_and_describes_itself(tmp_path):
     assert prot.num_gaussians == result.protected.num_gaussians == 2 * bust().num_gaussians
     torch.testing.assert_close(prot.sh, result.protected.sh)
     sg = read_ply(tmp_path / "safeguard.ply")
-    assert sg.num_gaussians == manifest["safeguard"]["count"]
+    assert sg.num_gaussians == manifest.safeguard.count
+    assert Manifest.read(tmp_path) == Manifest.read(tmp_path / "manifest.json") == Manifest.from_json(manifest.to_json())
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert on_disk["safeguard"]["first"] == bust().num_gaussians
     assert on_disk["editor"]["untrained_test_model"] is True and "warning" in on_disk
@@ -232,3 +234,27 @@ def test_protection_output_reloads_and_describes_itself(tmp_path):
 
     with Image.open(tmp_path / "preview.png") as im:
         assert im.width >= 3 * 64 and im.height >= 4 * 64
+
+
+def test_manifest_round_trip_and_one_line_errors(tmp_path):
+    from adlift.errors import AdLiftError
+    from adlift.protect.manifest import Manifest, NerfstudioInfo, RawSceneInfo
+
+    m = Manifest(raw_scene=RawSceneInfo("raw.ply", "ab" * 32, 10), instruction=INSTRUCTION, eta=4 / 255,
+                 views=[{"name": "v", "split": "train", "psnr": float("inf")}], nerfstudio=NerfstudioInfo(iterations=3))
+    m.write(tmp_path / "manifest.json")
+    back = Manifest.read(tmp_path)
+    assert back.views[0]["psnr"] is None  # inf -> null
+    assert back.nerfstudio == m.nerfstudio and back.raw_scene == m.raw_scene and back.eta_255 == pytest.approx(4)
+    assert "warning" not in json.loads((tmp_path / "manifest.json").read_text())
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    cases = {"missing": None, "garbage": "{not json", "list": "[1]", "no_instruction": {"raw_scene": {"path": "x"}},
+             "bad_eta": {**doc, "eta": "big"}, "bad_raw": {**doc, "raw_scene": {"sha256": "x"}},
+             "bad_views": {**doc, "views": 3}}  # fmt: skip
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.json"
+        if content is not None:
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
+        with pytest.raises(AdLiftError) as e:
+            Manifest.read(path)
+        assert "\n" not in str(e.value) and str(path) in str(e.value), (name, str(e.value))

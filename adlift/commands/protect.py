@@ -189,6 +189,7 @@ class ProtectCommand:
         from adlift.io.ply import read_ply
         from adlift.protect import protect
         from adlift.protect.output import write_protection
+        from adlift.protect.report import print_summary
 
         config = self.config()
         config.validate()
@@ -236,23 +237,7 @@ class ProtectCommand:
             save_safeguard=self.save_safeguard,
         )
         config.checkpoint.unlink(missing_ok=True)
-        print(format_summary(result.summary))
+        print_summary(result.summary)
         note = " [untrained test model: not a real protection]" if editor.untrained else ""
         print(f"wrote {target}, {self.out / 'manifest.json'} and {self.out / 'preview.png'}{note}")
 
-
-def format_summary(summary: dict) -> str:
-    """Two lines: loss raw -> protected, PSNR, L-infinity and budget share per split."""
-    lines = []
-    for split in ("train", "novel"):
-        s = summary.get(split)
-        if s is None:
-            continue
-        lines.append(
-            f"{split:>5} ({s['views']} views): loss {s['loss_raw']:.4g} -> {s['loss_protected']:.4g}, "
-            f"PSNR {s['psnr']:.1f} dB, max L-inf {s['linf_255_max']:.1f}/255, "
-            f"pixels within budget >= {100 * s['within_budget_min']:.2f}%"
-        )
-    if "novel_share" in summary:
-        lines.append(f"novel views keep {100 * summary['novel_share']:.0f}% of the training-view loss reduction")
-    return "\n".join(lines)

@@ -25,7 +25,6 @@ How a run maps onto nerfstudio:
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from adlift.editors.scene_edit import SceneEditConfig
 from adlift.errors import AdLiftError
 from adlift.nerfstudio.splatfacto import cameras_from_nerfstudio, find_checkpoint, is_splatfacto_state
 from adlift.protect.config import ProtectConfig
+from adlift.protect.manifest import NerfstudioInfo
 from adlift.scene import GaussianScene
 
 
@@ -301,6 +301,7 @@ class AdLiftProtectModel(AdLiftModel):
         """Write protected.ply, manifest.json, transforms.json, preview.png (+ raw.ply) into output_dir."""
         from adlift.io.ply import write_ply
         from adlift.protect.output import write_protection
+        from adlift.protect.report import summary_table
 
         if self.run is None:
             return
@@ -310,16 +311,13 @@ class AdLiftProtectModel(AdLiftModel):
             raw_path = write_ply(self.scene, output_dir / "raw.ply", comments=[f"adlift: Gaussians of {self.source_path.name}"])
         cfg = self.protect_config()
         result = self.run.result(self.novel_cameras)
-        manifest = write_protection(
+        write_protection(
             output_dir, result, raw=self.scene, raw_path=raw_path, train_cameras=self.train_cameras,
             novel_cameras=self.novel_cameras, instruction=self.config.instruction,
             editor_metadata=self.editor.metadata(), config=cfg, cameras_source="nerfstudio datamanager",
-            save_safeguard=self.config.save_safeguard,
+            save_safeguard=self.config.save_safeguard, nerfstudio=_nerfstudio_info(self, complete=self.run.finished),
         )  # fmt: skip
-        _add_nerfstudio_section(output_dir / "manifest.json", manifest, self, complete=self.run.finished)
-        from adlift.commands.protect import format_summary
-
-        CONSOLE.print(format_summary(result.summary))
+        CONSOLE.print(summary_table(result.summary))
         if not self.run.finished:
             CONSOLE.print(f"[yellow]protection stopped after {self.run.done}/{self.run.total} units (max-num-iterations)")
         CONSOLE.print(f"adlift-protect: wrote {output_dir / 'protected.ply'}, manifest.json, transforms.json, preview.png")
@@ -408,18 +406,20 @@ class AdLiftEditModel(AdLiftModel):
         CONSOLE.print(f"adlift-edit: wrote {output_dir / 'edited.ply'}, before_after.png, edit.json")
 
 
-def _nerfstudio_info(model: AdLiftModel) -> dict:
+def _nerfstudio_info(model: AdLiftModel, complete: Optional[bool] = None) -> NerfstudioInfo:
+    """The ``nerfstudio`` section of manifest.json / edit.json: version, input scene, frame, iterations."""
     import nerfstudio
 
-    return {
-        "version": getattr(nerfstudio, "__version__", None) or _dist_version("nerfstudio"),
-        "scene_source": str(model.source_path) if model.source_path else None,
-        "scene_source_kind": model.source_kind,
-        "scene_frame": model.config.scene_frame,
-        "dataparser_transform": model.dataparser_transform.tolist() if model.dataparser_transform is not None else None,
-        "dataparser_scale": model.dataparser_scale,
-        "iterations": model.iterations_done,
-    }
+    return NerfstudioInfo(
+        version=getattr(nerfstudio, "__version__", None) or _dist_version("nerfstudio"),
+        scene_source=str(model.source_path) if model.source_path else None,
+        scene_source_kind=model.source_kind,
+        scene_frame=model.config.scene_frame,
+        dataparser_transform=model.dataparser_transform.tolist() if model.dataparser_transform is not None else None,
+        dataparser_scale=model.dataparser_scale,
+        iterations=model.iterations_done,
+        complete=complete,
+    )
 
 
 def _dist_version(name: str) -> Optional[str]:
@@ -429,14 +429,6 @@ def _dist_version(name: str) -> Optional[str]:
         return version(name)
     except PackageNotFoundError:
         return None
-
-
-def _add_nerfstudio_section(path: Path, manifest: dict, model: AdLiftModel, complete: bool) -> None:
-    from adlift.io.atomic import write_text_atomic
-    from adlift.io.json_safe import finite
-
-    manifest["nerfstudio"] = {**_nerfstudio_info(model), "complete": complete}
-    write_text_atomic(path, json.dumps(finite(manifest), indent=2) + "\n")
 
 
 # ===================================================================================== pipeline

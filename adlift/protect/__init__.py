@@ -10,19 +10,26 @@
 Modules: :mod:`~adlift.protect.safeguard` (init, trainable groups), :mod:`~adlift.protect.engine`
 (shared state, fitting, checkpoints), :mod:`~adlift.protect.lifted` (Lifted PGD),
 :mod:`~adlift.protect.baselines` (fit2d, direct), :mod:`~adlift.protect.api` (``protect``),
-:mod:`~adlift.protect.output` (the .ply + manifest.json a run writes).
+:mod:`~adlift.protect.output` (the .ply + manifest.json a run writes), :mod:`~adlift.protect.manifest`
+(the typed manifest.json), :mod:`~adlift.protect.report` (the end-of-run summary table).
 """
 
 from adlift.protect.api import ProtectionRun, ProtectResult, protect, summarise, view_metrics
 from adlift.protect.config import METHODS, ProtectConfig
+from adlift.protect.manifest import Manifest
+from adlift.protect.report import format_summary, print_summary, summary_table
 from adlift.protect.safeguard import GROUPS, SafeguardConfig, SafeguardInit, init_safeguard, split_opacity_logits
 
 __all__ = [
     "GROUPS",
     "METHODS",
+    "Manifest",
     "ProtectConfig",
     "ProtectResult",
     "ProtectionRun",
+    "format_summary",
+    "print_summary",
+    "summary_table",
     "SafeguardConfig",
     "SafeguardInit",
     "init_safeguard",

@@ -6,26 +6,12 @@
     OUT/manifest.json     version, settings, instruction, editor, eta, per-view metrics, safeguard range
     OUT/preview.png       raw | protected | |difference| x gain for a few training and novel views
 
-``manifest.json`` fields (schema version :data:`MANIFEST_VERSION`):
-
-* ``adlift_version``, ``manifest_version``, ``created`` (UTC ISO time), ``seconds``
-* ``raw_scene`` {path, sha256, num_gaussians}; ``protected_scene`` {path, num_gaussians};
-  ``safeguard`` {first, count, source_index_file or null, init, trainable}
-  (Gaussians ``first`` .. ``first + count - 1`` of protected.ply are the safeguard)
-* ``instruction``, ``editor`` (name, model, untrained_test_model, device, dtype, diffusers), ``loss``
-* ``method``, ``eta`` (and ``eta_255``), ``config`` (every setting of the run)
-* ``cameras`` {file, source, width, height, train: [names], novel: [names]}
-* ``views``: per view {name, split, loss_raw, loss_protected, linf_255, psnr, within_budget}
-* ``summary``: means per split and ``novel_share`` (novel loss reduction / training loss reduction)
-* ``history``: one record per work unit; ``warning`` when the editor is the untrained test model
+``manifest.json`` is a :class:`~adlift.protect.manifest.Manifest` (its schema is documented there).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import hashlib
-import json
 from pathlib import Path
 
 import torch
@@ -33,12 +19,19 @@ import torch
 from adlift.cameras import Cameras
 from adlift.image_metrics import difference_image
 from adlift.io.checksum import file_sha256
-from adlift.io.json_safe import finite
+from adlift.io.json_safe import to_jsonable
 from adlift.protect.api import ProtectResult
-from adlift.protect.config import ProtectConfig, to_jsonable
+from adlift.protect.config import ProtectConfig
+from adlift.protect.manifest import (
+    MANIFEST_FILE,
+    CamerasInfo,
+    Manifest,
+    NerfstudioInfo,
+    ProtectedSceneInfo,
+    RawSceneInfo,
+    SafeguardInfo,
+)
 from adlift.scene import GaussianScene
-
-MANIFEST_VERSION = 1
 
 
 def save_preview(
@@ -72,9 +65,11 @@ def write_protection(
     cameras_source: str,
     save_safeguard: bool = False,
     preview_views: int = 2,
-) -> dict:
-    """Write the files listed in the module docstring into ``out``; returns the manifest."""
-    from adlift.io.atomic import write_text_atomic
+    nerfstudio: NerfstudioInfo | None = None,
+) -> Manifest:
+    """Write the files listed in the module docstring into ``out``; returns the manifest.
+
+    ``nerfstudio``: the section ``ns-train adlift-protect`` adds."""
     from adlift.io.nerfstudio import write_transforms
     from adlift.io.ply import write_ply
     from adlift.protect.api import render_views
@@ -105,45 +100,43 @@ def write_protection(
 
     import adlift
 
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "adlift_version": adlift.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(result.seconds, 3),
-        "raw_scene": {"path": str(Path(raw_path).resolve()), "sha256": file_sha256(raw_path), "num_gaussians": result.num_raw},
-        "protected_scene": {"path": "protected.ply", "num_gaussians": result.protected.num_gaussians},
-        "safeguard": {
-            "first": result.num_raw,
-            "count": result.protected.num_gaussians - result.num_raw,
-            "file": "safeguard.ply" if save_safeguard else None,
-            "init": config.safeguard.init,
-            "trainable": list(config.safeguard.trainable),
-            "source_index_hash": hashlib.sha256(result.source_index.numpy().tobytes()).hexdigest()[:16],
-        },
-        "instruction": instruction,
-        "editor": editor_metadata,
-        "loss": config.loss.describe(),
-        "method": config.method,
-        "eta": config.eta,
-        "eta_255": config.eta * 255.0,
-        "config": to_jsonable(dataclasses.asdict(config)),
-        "cameras": {
-            "file": "transforms.json",
-            "source": cameras_source,
-            "width": train_cameras.width,
-            "height": train_cameras.height,
-            "train": list(train_cameras.names),
-            "novel": list(novel_cameras.names) if novel_cameras is not None else [],
-        },
-        "views": result.views,
-        "summary": result.summary,
-        "history": result.history,
-        "files": {"protected": "protected.ply", "cameras": "transforms.json", "preview": "preview.png"},
-    }
-    if untrained:
-        manifest["warning"] = (
+    manifest = Manifest(
+        adlift_version=adlift.__version__,
+        created=Manifest.now(),
+        seconds=round(result.seconds, 3),
+        raw_scene=RawSceneInfo(str(Path(raw_path).resolve()), file_sha256(raw_path), result.num_raw),
+        protected_scene=ProtectedSceneInfo("protected.ply", result.protected.num_gaussians),
+        safeguard=SafeguardInfo(
+            first=result.num_raw,
+            count=result.protected.num_gaussians - result.num_raw,
+            file="safeguard.ply" if save_safeguard else None,
+            init=config.safeguard.init,
+            trainable=list(config.safeguard.trainable),
+            source_index_hash=hashlib.sha256(result.source_index.numpy().tobytes()).hexdigest()[:16],
+        ),
+        instruction=instruction,
+        editor=dict(editor_metadata),
+        loss=config.loss.describe(),
+        method=config.method,
+        eta=config.eta,
+        config=to_jsonable(config),
+        cameras=CamerasInfo(
+            file="transforms.json",
+            source=cameras_source,
+            width=train_cameras.width,
+            height=train_cameras.height,
+            train=list(train_cameras.names),
+            novel=list(novel_cameras.names) if novel_cameras is not None else [],
+        ),
+        views=result.views,
+        summary=result.summary,
+        history=result.history,
+        files={"protected": "protected.ply", "cameras": "transforms.json", "preview": "preview.png"},
+        warning=(
             "the editor was the untrained tiny test model: these numbers say nothing about protection "
             "against the real InstructPix2Pix"
-        )
-    write_text_atomic(out / "manifest.json", json.dumps(finite(manifest), indent=2) + "\n")
+        ) if untrained else None,
+        nerfstudio=nerfstudio,
+    )  # fmt: skip
+    manifest.write(out / MANIFEST_FILE)
     return manifest
