@@ -92,6 +92,29 @@ def test_not_a_splatfacto_checkpoint_is_a_user_error(tmp_path):
         find_checkpoint(REPO / "scenes")
 
 
+def test_a_splatfacto_checkpoint_carrying_pickled_code_is_refused_unrun(tmp_path):
+    """weights_only loading: the payload (a directory created on unpickling) never runs."""
+    marker = tmp_path / "marker"
+    torch.save({"pipeline": {"_model.gauss_params.means": torch.zeros(1, 3)}, "evil": PickledCode(marker)},
+               tmp_path / "step-000000001.ckpt")  # fmt: skip
+    with pytest.raises(FileFormatError, match="pickled Python objects") as e:
+        read_splatfacto_checkpoint(tmp_path)
+    assert "\n" not in str(e.value)
+    assert not marker.exists()
+
+
+class PickledCode:
+    """An object whose unpickling creates ``marker`` (stands in for arbitrary code)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
 # ---------------------------------------------------------------------------------- cameras
 def test_nerfstudio_cameras_round_trip_and_leave_the_training_frame():
     cams = load_cameras(BUST / "transforms.json", split="novel", width=40)

@@ -117,13 +117,30 @@ def test_protect_resume_rejects_a_checkpoint_of_another_run(tmp_path):
     loss = AdversarialLoss(tiny_editor().surface, cmd.instruction, cfg.loss)
     with pytest.raises(Stop):
         protect(read_ply(BUST), cams, loss, cfg, on_unit=stop)
-    assert cfg.checkpoint.exists() and isinstance(torch.load(cfg.checkpoint, weights_only=False), dict)
+    assert cfg.checkpoint.exists() and isinstance(torch.load(cfg.checkpoint, weights_only=True), dict)
     proc = protect_bust(out, "--resume", hf_home=tmp_path / "hf", cameras="orbit:4")
     assert_clean_error(proc, "different run")
     assert not (out / "protected.ply").exists()
     proc = protect_bust(out, hf_home=tmp_path / "hf", cameras="orbit:4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "protected.ply").exists()
+
+
+def test_protect_resume_refuses_a_checkpoint_carrying_pickled_code(tmp_path):
+    """A checkpoint.pt whose pickle would run code (here: create a directory) is refused with exit 2 and
+    one line, and the code never runs (weights_only loading)."""
+    import torch
+
+    from tests.test_nerfstudio_support import PickledCode
+
+    out = tmp_path / "prot"
+    out.mkdir()
+    marker = tmp_path / "marker"
+    torch.save({"fingerprint": {}, "payload": PickledCode(marker)}, out / "checkpoint.pt")
+    proc = protect_bust(out, "--resume", hf_home=tmp_path / "hf", cameras="orbit:2")
+    assert_clean_error(proc, "checkpoint.pt", "pickled Python objects")
+    assert not marker.exists()
+    assert not (out / "protected.ply").exists()
 
 
 # ---------------------------------------------------------------------------------- protect-image

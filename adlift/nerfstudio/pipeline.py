@@ -494,7 +494,9 @@ class AdLiftTrainer(Trainer):
             source = find_checkpoint(self.config.load_dir, self.config.load_step)
         if source is None:
             return
-        state = torch.load(source, map_location="cpu", weights_only=False)
+        from adlift.io.torch_files import load_tensors
+
+        state = load_tensors(source, "nerfstudio checkpoint")  # weights_only: pickled objects are refused unrun
         if isinstance(state, dict) and isinstance(state.get("pipeline"), dict) and is_splatfacto_state(state["pipeline"]):
             CONSOLE.print(f"adlift: input scene = the Gaussians of the splatfacto checkpoint {source}")
             self.config.pipeline.model.scene = source

@@ -32,6 +32,7 @@ import torch
 
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError, FileFormatError
+from adlift.io.torch_files import load_tensors
 from adlift.scene import GaussianScene
 
 #: Prefix of the Gaussian parameters in a splatfacto pipeline state dict.
@@ -103,10 +104,7 @@ def scene_from_splatfacto_state(pipeline_state: dict, source: str | Path = "chec
 def read_splatfacto_checkpoint(path: str | Path, step: int | None = None) -> GaussianScene:
     """Read the Gaussians of a splatfacto checkpoint (file, ``nerfstudio_models`` dir or run dir)."""
     file = find_checkpoint(path, step)
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise FileFormatError(file, f"cannot read the checkpoint ({e.__class__.__name__}: {e})") from None
+    ckpt = load_tensors(file, "splatfacto checkpoint")  # weights_only: pickled objects are refused unrun
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("pipeline"), dict):
         raise FileFormatError(file, "not a nerfstudio checkpoint (no 'pipeline' state dict)")
     return scene_from_splatfacto_state(ckpt["pipeline"], file)

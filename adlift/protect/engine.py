@@ -172,11 +172,11 @@ class ProtectionState:
             torch.save(state, tmp)
 
     def load_checkpoint(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-            raise AdLiftError(f"{path}: cannot read the checkpoint ({e.__class__.__name__}); delete it to start over") from None
-        self.restore(state, path)
+        """Resume from a file of :meth:`save_checkpoint` (``weights_only``: a file carrying pickled objects is
+        refused before anything in it runs)."""
+        from adlift.io.torch_files import load_tensors
+
+        self.restore(load_tensors(path, "protection checkpoint"), path)
 
     def restore(self, state: dict, source: object = "the checkpoint") -> None:
         """Continue from :meth:`checkpoint_state` of the same run (AdLiftError for another run's)."""
