@@ -98,7 +98,8 @@ def test_per_parameter_learning_rates_follow_3dgs():
 def test_defaults_follow_instruct_gs2gs():
     c = SceneEditConfig()
     assert c.gs_steps * c.rounds == 7500 and c.gs_steps == 2500
-    assert (c.guidance_scale, c.image_guidance_scale, c.diffusion_steps) == (12.5, 1.5, 20)
+    assert (c.text_guidance, c.image_guidance_scale, c.diffusion_steps) == (12.5, 1.5, 20)
+    assert c.guidance_scale is None and SceneEditConfig(guidance_scale=9.0).text_guidance == 9.0
     assert (c.t_lower, c.t_upper, c.ssim_lambda) == (0.70, 0.98, 0.2)
 
 
@@ -147,9 +148,52 @@ def test_3d_edit_is_deterministic_and_resumes_from_a_checkpoint(tmp_path):
     for name in ("means", "sh", "opacity_logits"):
         torch.testing.assert_close(getattr(resumed.scene, name), getattr(straight.scene, name), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(resumed.targets, straight.targets, atol=1e-5, rtol=0)
-    # A checkpoint of another edit is refused.
+    # A checkpoint of another edit is refused: instruction, settings, scene, cameras all count.
     with pytest.raises(AdLiftError, match="another edit"):
         edit_scene(scene, cams, tiny_editor(), "turn him into bronze", dataclasses.replace(cfg, checkpoint=ckpt))
+    for change in ({"seed": 1}, {"guidance_scale": 7.5}, {"lr_opacity": 0.01}, {"t_lower": 0.5}):
+        with pytest.raises(AdLiftError, match="another edit"):
+            edit_scene(scene, cams, tiny_editor(), "make it snow", dataclasses.replace(cfg, checkpoint=ckpt, **change))
+    with pytest.raises(AdLiftError, match="another edit"):
+        edit_scene(tiny_scene(n=150, seed=4), cams, tiny_editor(), "make it snow", dataclasses.replace(cfg, checkpoint=ckpt))
+    with pytest.raises(AdLiftError, match="another edit"):
+        edit_scene(scene, tiny_cameras(4)[:3], tiny_editor(), "make it snow", dataclasses.replace(cfg, checkpoint=ckpt))
+    # What does not change the result does not count.
+    again = edit_scene(scene, cams, tiny_editor(), "make it snow",
+                       dataclasses.replace(cfg, checkpoint=ckpt, edit_batch_size=1, progress=False))  # fmt: skip
+    torch.testing.assert_close(again.scene.means, resumed.scene.means)
+
+
+def test_3d_edit_checkpoint_holds_only_plain_data_and_pickled_objects_never_run(tmp_path):
+    import os
+
+    from adlift.io.checkpoint import load_checkpoint
+
+    scene, cams = tiny_scene(n=80, seed=5), tiny_cameras(2)
+    ckpt = tmp_path / "edit.pt"
+    cfg = dataclasses.replace(FAST, gs_steps=2, diffusion_steps=2, checkpoint=ckpt)
+    edit_scene(scene, cams, tiny_editor(), "make it snow", cfg)
+    state = torch.load(ckpt, weights_only=True)  # the restricted unpickler accepts it
+    assert state["fingerprint"]["instruction"] == "make it snow" and state["round"] == 1
+    marker = tmp_path / "pwned"
+    torch.save({"fingerprint": _RunsCode(str(marker))}, ckpt)
+    with pytest.raises(AdLiftError, match="refused") as info:
+        edit_scene(scene, cams, tiny_editor(), "make it snow", cfg)
+    assert "\n" not in str(info.value) and str(ckpt) in str(info.value)
+    assert not marker.exists() and not os.path.exists(marker)
+    with pytest.raises(AdLiftError, match="refused"):
+        load_checkpoint(ckpt)
+    assert not marker.exists()
+
+
+class _RunsCode:
+    """Pickles as a call that creates a marker file: what a malicious checkpoint would carry."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
 
 
 def test_3d_edit_uses_given_original_views():

@@ -24,6 +24,10 @@ renders of the input scene unless real photos are passed.
 
 With ``checkpoint`` set, the state is saved after every round and a later call with the same
 checkpoint resumes after the last finished round, giving the same result as an uninterrupted run.
+Checkpoints hold only tensors, numbers and strings (loaded with ``weights_only=True``, see
+:mod:`adlift.io.checkpoint`) and a fingerprint of the run (:meth:`SceneEditRun.fingerprint`: input
+scene and original views, cameras, instruction, editor, every setting that changes the result); a
+checkpoint of another run is refused.
 """
 
 from __future__ import annotations
@@ -31,14 +35,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import torch
+import tyro
 from tqdm.auto import tqdm
 
 from adlift.cameras import Cameras, scene_extent
 from adlift.editors.photometric import l1_dssim_loss
 from adlift.errors import AdLiftError
+from adlift.io.checkpoint import load_checkpoint, save_checkpoint
+from adlift.io.checksum import tensors_sha256
 from adlift.scene import GaussianScene
 
 if TYPE_CHECKING:
@@ -46,6 +53,20 @@ if TYPE_CHECKING:
 
 #: GaussianScene fields in optimiser order; "sh" is split into its DC and rest coefficients.
 _PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
+
+#: Text guidance of Instruct-GS2GS' dataset updates (the 3D edit's default).
+GS2GS_GUIDANCE = 12.5
+
+#: Text guidance of InstructPix2Pix's 2D edits (``adlift edit --mode 2d``'s default).
+IP2P_GUIDANCE = 7.5
+
+#: Bump when the checkpoint layout or the fingerprint changes.
+CHECKPOINT_VERSION = 2
+
+#: SceneEditConfig fields that do not change the result of the rounds a checkpoint holds (left out of the
+#: fingerprint): where it is saved, progress bars, the rasteriser, batching (per-view seeds) and the number
+#: of rounds (round r is the same whatever follows it, so a finished run can be resumed with more rounds).
+_NOT_FINGERPRINTED = ("checkpoint", "progress", "backend", "edit_batch_size", "rounds")
 
 
 @dataclasses.dataclass
@@ -60,10 +81,10 @@ class SceneEditConfig:
     """Optimisation steps between dataset updates (Instruct-GS2GS `gs_steps`)."""
 
     diffusion_steps: int = 20
-    """DDIM denoising steps of each InstructPix2Pix edit."""
+    """Denoising steps of each InstructPix2Pix edit (3d: DDIM steps of a dataset update)."""
 
-    guidance_scale: float = 12.5
-    """Text guidance of the edits (Instruct-GS2GS: 12.5)."""
+    guidance_scale: Optional[float] = None
+    """Text guidance of the edits; default: 12.5 in 3d (Instruct-GS2GS), 7.5 in 2d (InstructPix2Pix)."""
 
     image_guidance_scale: float = 1.5
     """Image guidance of the edits, towards the original view (Instruct-GS2GS: 1.5)."""
@@ -101,23 +122,28 @@ class SceneEditConfig:
     lr_quats: float = 1e-3
     """Learning rate of the rotation quaternions."""
 
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Background colour of the renders, R G B in [0, 1]."""
+    background: tyro.conf.Suppress[Tuple[float, float, float]] = (0.0, 0.0, 0.0)
+    """Background colour of the renders, R G B in [0, 1] (the command line sets it from the render options)."""
 
-    backend: str = "auto"
-    """Render backend (see adlift.render); auto = the fastest available (torch on CPU)."""
+    backend: tyro.conf.Suppress[str] = "auto"
+    """Render backend (see adlift.render); auto = the fastest available (set from the render options)."""
 
     seed: int = 0
     """Seed of the edits (timesteps, noise) and of the order in which views are trained."""
 
     edit_batch_size: int = 4
-    """Views edited per InstructPix2Pix batch."""
+    """Views edited per InstructPix2Pix batch (does not change the result: every view has its own seed)."""
 
-    checkpoint: Path | None = None
-    """File to save the state to after every round and to resume from if it exists."""
+    checkpoint: tyro.conf.Suppress[Optional[Path]] = None
+    """File to save the state to after every round and to resume from if it exists (set by the caller)."""
 
-    progress: bool = True
-    """Show progress bars."""
+    progress: tyro.conf.Suppress[bool] = True
+    """Show progress bars (set by the caller)."""
+
+    @property
+    def text_guidance(self) -> float:
+        """The text guidance of the 3D edit's dataset updates: ``guidance_scale``, else Instruct-GS2GS' 12.5."""
+        return GS2GS_GUIDANCE if self.guidance_scale is None else float(self.guidance_scale)
 
     def validate(self) -> None:
         """AdLiftError for settings that cannot work."""
@@ -130,6 +156,18 @@ class SceneEditConfig:
             raise AdLiftError(f"need 0 <= t_lower <= t_upper <= 1, got {self.t_lower}, {self.t_upper}")
         if not 0.0 <= self.ssim_lambda <= 1.0:
             raise AdLiftError(f"ssim_lambda must be in [0, 1], got {self.ssim_lambda}")
+        if self.edit_batch_size < 1:
+            raise AdLiftError(f"edit_batch_size must be >= 1, got {self.edit_batch_size}")
+
+    def fingerprint(self) -> dict:
+        """The settings that change the result (JSON types; guidance resolved), for checkpoints."""
+        from adlift.io.json_safe import to_jsonable
+
+        d = to_jsonable(self)
+        for key in _NOT_FINGERPRINTED:
+            d.pop(key, None)
+        d["guidance_scale"] = self.text_guidance
+        return d
 
 
 @dataclasses.dataclass
@@ -226,6 +264,7 @@ class SceneEditRun:
         self.device, self.dtype = scene.device, scene.dtype
         self.views = [cameras[i].to(self.device) for i in range(len(cameras))]
         n_views = len(self.views)
+        given = originals  # photos change the result; renders of the scene are covered by its hash
         if originals is None:
             originals = _render_views(scene.detach(), self.views, config)
         elif tuple(originals.shape) != (n_views, 3, cameras.height, cameras.width):
@@ -234,6 +273,7 @@ class SceneEditRun:
                 f"got {list(originals.shape)}"
             )
         self.originals = originals.to(self.device, self.dtype)
+        self._fingerprint = _run_fingerprint(scene, cameras, given, editor, instruction, config)
         extent = scene_extent(cameras, scene)
         self.params = {k: v.requires_grad_(True) for k, v in _split_params(scene).items()}
         self.optimizer = make_optimizer(self.params, config, extent)
@@ -280,7 +320,7 @@ class SceneEditRun:
                     self.instruction,
                     t_range=(config.t_lower, config.t_upper),
                     steps=config.diffusion_steps,
-                    guidance_scale=config.guidance_scale,
+                    guidance_scale=config.text_guidance,
                     image_guidance_scale=config.image_guidance_scale,
                     seed=[config.seed + r * n_views + i for i in range(s, min(s + bs, n_views))],
                     batch_size=bs,
@@ -341,9 +381,16 @@ class SceneEditRun:
             info["round_record"] = self.end_round()
         return info
 
+    def fingerprint(self) -> dict:
+        """What a checkpoint must share with this run to resume it: the checkpoint version, the input
+        scene and original views (hashes), the cameras (hash of viewmats and intrinsics, names, size),
+        the instruction, the editor (name, model, dtype) and every setting that changes the result."""
+        return self._fingerprint
+
     def state_dict(self) -> dict:
-        """Everything needed to resume after a finished round."""
+        """Everything needed to resume after a finished round: tensors, numbers, strings, lists, dicts only."""
         return {
+            "fingerprint": self.fingerprint(),
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "optimizer": self.optimizer.state_dict(),
             "targets": self.targets.detach().cpu(),
@@ -354,10 +401,11 @@ class SceneEditRun:
         }
 
     def load_state_dict(self, state: dict, source: object = "the checkpoint") -> None:
-        if state.get("instruction") != self.instruction or state["params"]["means"].shape != self.params["means"].shape:
+        """Continue from :meth:`state_dict` of the same run; AdLiftError for a checkpoint of another run."""
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint():
             raise AdLiftError(
-                f"checkpoint {source} belongs to another edit (instruction {state.get('instruction')!r}); "
-                "delete it or choose another checkpoint path"
+                f"{source} is a checkpoint of another edit (scene, cameras, instruction, editor or settings "
+                "differ); delete it or choose another output directory"
             )
         with torch.no_grad():
             for k in self.params:
@@ -381,7 +429,7 @@ def edit_scene(
     run = SceneEditRun(scene, cameras, editor, instruction, config, originals=originals)
     ckpt = Path(config.checkpoint) if config.checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        run.load_state_dict(torch.load(ckpt, map_location=run.device, weights_only=False), ckpt)
+        run.load_state_dict(load_checkpoint(ckpt, "3D edit checkpoint"), ckpt)
 
     while not run.finished:
         run.update_dataset()
@@ -394,14 +442,23 @@ def edit_scene(
                 bar.set_postfix(loss=f"{loss:.4f}")
         run.end_round()
         if ckpt is not None:
-            _save_checkpoint(ckpt, run.state_dict())
+            save_checkpoint(ckpt, run.state_dict())
 
     result_scene = _scene_from({k: v.detach() for k, v in run.params.items()}, check_finite=True)
     return SceneEditResult(result_scene, run.targets.detach(), run.originals.detach(), run.history)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    from adlift.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def _run_fingerprint(scene: GaussianScene, cameras: Cameras, originals: torch.Tensor | None, editor, instruction: str,
+                     config: SceneEditConfig) -> dict:  # fmt: skip
+    """See :meth:`SceneEditRun.fingerprint`."""
+    meta = editor.metadata() if hasattr(editor, "metadata") else {}
+    return {
+        "version": CHECKPOINT_VERSION,
+        "scene": tensors_sha256(*scene.tensors().values()),
+        "originals": "renders" if originals is None else tensors_sha256(originals),
+        "cameras": {"hash": tensors_sha256(cameras.viewmats, cameras.Ks), "names": list(cameras.names),
+                    "size": [int(cameras.width), int(cameras.height)]},  # fmt: skip
+        "instruction": instruction,
+        "editor": {k: meta.get(k) for k in ("editor", "model", "dtype")},
+        "config": config.fingerprint(),
+    }
