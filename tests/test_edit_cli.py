@@ -135,3 +135,67 @@ def test_edit_help_documents_the_options(capsys):
     text = capsys.readouterr().out
     for option in ("--instruction", "--mode", "--editor", "--cameras", "--gs-steps", "--rounds", "--seed", "tiny"):
         assert option in text
+
+
+# ---------------------------------------------------------------------- resume and safe checkpoints
+RESUME_3D = ("--instruction", "make it snow", "--editor", "tiny", "--mode", "3d", "--cameras", "orbit:2,size=32x32",
+             "--steps", "2", "--gs-steps", "2", "--rounds", "1")  # fmt: skip
+
+
+class RunsCode:
+    """Pickles as a call that creates a marker file: what a malicious checkpoint.pt would carry."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_3d_resume_refuses_a_checkpoint_that_would_run_code(tmp_path):
+    out, marker = tmp_path / "out", tmp_path / "pwned"
+    out.mkdir()
+    torch.save({"fingerprint": RunsCode(str(marker)), "round": 0}, out / "checkpoint.pt")
+    proc = run_cli("edit", str(BUST), *RESUME_3D, "--out", str(out), "--resume", hf_home=tmp_path / "hf")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("adlift: error: ") and "checkpoint.pt" in lines[0] and "refused" in lines[0]
+    assert not marker.exists()  # nothing in the pickle ran
+    assert (out / "checkpoint.pt").exists() and not (out / "edit.json").exists()  # left for the user to inspect
+
+
+def test_3d_resume_refuses_a_checkpoint_of_another_run_and_a_fresh_run_discards_it(tmp_path):
+    from adlift.io.checkpoint import save_checkpoint
+
+    out = tmp_path / "out"
+    out.mkdir()
+    save_checkpoint(out / "checkpoint.pt", {"fingerprint": {"instruction": "something else"}, "round": 0})
+    proc = run_cli("edit", str(BUST), *RESUME_3D, "--out", str(out), "--resume", hf_home=tmp_path / "hf")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "another edit" in lines[0], proc.stderr
+    proc = run_cli("edit", str(BUST), *RESUME_3D, "--out", str(out), hf_home=tmp_path / "hf")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "discarding" in proc.stdout and (out / "edit.json").is_file()
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_edit_options_are_the_library_configs(capsys):
+    """`adlift edit` nests SceneEditConfig and RenderOptions (same fields and defaults); the --editor help
+    lists every registered editor with its help text."""
+    from adlift.commands.edit import EditCommand
+    from adlift.editors import EDITORS, SceneEditConfig
+    from adlift.render import RenderOptions
+
+    cmd = EditCommand(scene=BUST, instruction="x", out=Path("o"))
+    assert cmd.edit == SceneEditConfig() and cmd.render == RenderOptions() and cmd.config().checkpoint is None
+    assert EditCommand(scene=BUST, instruction="x", out=Path("o"), mode="3d").config().checkpoint == Path("o/checkpoint.pt")
+    with pytest.raises(SystemExit):
+        main(["edit", "--help"])
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert {"ip2p", "tiny"} <= set(EDITORS.names())
+    for name in EDITORS.names():
+        assert f"{name}: {' '.join(EDITORS.entry(name).help.split())}" in text
+    for option in ("--steps", "--batch-size", "--width", "--backend", "--background", "--t-lower", "--lr-means"):
+        assert option in text

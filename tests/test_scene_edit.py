@@ -36,7 +36,7 @@ def tiny_cameras(n: int = 3):
     return orbit_cameras(n, [0.0, 0.0, 0.0], 3.0, width=32, height=32)
 
 
-FAST = SceneEditConfig(rounds=1, gs_steps=30, diffusion_steps=4, progress=False, backend="torch")
+FAST = SceneEditConfig(rounds=1, gs_steps=30, steps=4, progress=False, backend="torch")
 
 
 # ---------------------------------------------------------------------- photometric loss
@@ -98,7 +98,7 @@ def test_per_parameter_learning_rates_follow_3dgs():
 def test_defaults_follow_instruct_gs2gs():
     c = SceneEditConfig()
     assert c.gs_steps * c.rounds == 7500 and c.gs_steps == 2500
-    assert (c.text_guidance, c.image_guidance_scale, c.diffusion_steps) == (12.5, 1.5, 20)
+    assert (c.text_guidance, c.image_guidance_scale, c.steps) == (12.5, 1.5, 20)
     assert c.guidance_scale is None and SceneEditConfig(guidance_scale=9.0).text_guidance == 9.0
     assert (c.t_lower, c.t_upper, c.ssim_lambda) == (0.70, 0.98, 0.2)
 
@@ -137,7 +137,7 @@ def test_3d_edit_fits_its_edited_targets_and_changes_the_scene():
 
 def test_3d_edit_is_deterministic_and_resumes_from_a_checkpoint(tmp_path):
     scene, cams = tiny_scene(n=150, seed=2), tiny_cameras()
-    cfg = dataclasses.replace(FAST, rounds=2, gs_steps=6, diffusion_steps=3)
+    cfg = dataclasses.replace(FAST, rounds=2, gs_steps=6, steps=3)
     straight = edit_scene(scene, cams, tiny_editor(), "make it snow", cfg)
     assert [h["round"] for h in straight.history] == [1, 2]
     ckpt = tmp_path / "edit.pt"
@@ -160,7 +160,7 @@ def test_3d_edit_is_deterministic_and_resumes_from_a_checkpoint(tmp_path):
         edit_scene(scene, tiny_cameras(4)[:3], tiny_editor(), "make it snow", dataclasses.replace(cfg, checkpoint=ckpt))
     # What does not change the result does not count.
     again = edit_scene(scene, cams, tiny_editor(), "make it snow",
-                       dataclasses.replace(cfg, checkpoint=ckpt, edit_batch_size=1, progress=False))  # fmt: skip
+                       dataclasses.replace(cfg, checkpoint=ckpt, batch_size=1, progress=False))  # fmt: skip
     torch.testing.assert_close(again.scene.means, resumed.scene.means)
 
 
@@ -171,7 +171,7 @@ def test_3d_edit_checkpoint_holds_only_plain_data_and_pickled_objects_never_run(
 
     scene, cams = tiny_scene(n=80, seed=5), tiny_cameras(2)
     ckpt = tmp_path / "edit.pt"
-    cfg = dataclasses.replace(FAST, gs_steps=2, diffusion_steps=2, checkpoint=ckpt)
+    cfg = dataclasses.replace(FAST, gs_steps=2, steps=2, checkpoint=ckpt)
     edit_scene(scene, cams, tiny_editor(), "make it snow", cfg)
     state = torch.load(ckpt, weights_only=True)  # the restricted unpickler accepts it
     assert state["fingerprint"]["instruction"] == "make it snow" and state["round"] == 1

@@ -8,19 +8,20 @@
     surface = editor.surface                                        # differentiable pieces for attacks
     result = edit_scene(scene, cameras, editor, "turn him into a clown", SceneEditConfig(rounds=1))
 
-diffusers/transformers are imported only when an editor is loaded.
+Named editors live in :data:`EDITORS` (:mod:`adlift.editors.registry`); each module below that
+defines one registers it when imported here. diffusers/transformers are imported only when an
+editor is loaded.
 """
 
 from __future__ import annotations
 
-import os
-
-import torch
-
+# Editor modules: importing one registers its editor in EDITORS (the order is the order users see).
+from adlift.editors import ip2p, tiny  # noqa: F401
 from adlift.editors.ip2p import IP2PEditor, IP2PSurface
-from adlift.editors.photometric import dssim, l1_dssim_loss
-from adlift.editors.scene_edit import SceneEditConfig, SceneEditResult, SceneEditRun, edit_scene
 from adlift.editors.outputs import save_before_after, write_edit_outputs
+from adlift.editors.photometric import dssim, l1_dssim_loss
+from adlift.editors.registry import EDITORS, editor_help, editor_ref, load_editor
+from adlift.editors.scene_edit import SceneEditConfig, SceneEditResult, SceneEditRun, edit_scene
 from adlift.editors.untrained import (
     UNTRAINED_WARNING,
     is_untrained,
@@ -32,32 +33,17 @@ from adlift.editors.untrained import (
 )
 from adlift.editors.weights import DEFAULT_MODEL, MissingWeightsError
 
-#: Editor names :func:`load_editor` understands besides hub ids and paths.
-EDITOR_NAMES = ("ip2p", "tiny")
+#: The type of every command's ``--editor`` field: a str (names, hub ids, directories) whose help lists EDITORS.
+EditorRef = editor_ref()
 
-
-def load_editor(
-    spec: str | os.PathLike = "ip2p",
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> IP2PEditor:
-    """An editor by name: ``ip2p`` (:data:`DEFAULT_MODEL`), ``tiny``, a hub id or a local directory.
-
-    ``cache_dir`` is the hub cache for hub ids and the AdLift cache for ``tiny``. A directory
-    literally named ``tiny`` or ``ip2p`` must be given as ``./tiny``.
-    """
-    spec = os.fspath(spec)
-    if spec == "tiny":
-        return IP2PEditor.tiny(device=device, dtype=dtype, cache_dir=cache_dir)
-    model = DEFAULT_MODEL if spec == "ip2p" else spec
-    return IP2PEditor.from_pretrained(model, device=device, dtype=dtype, cache_dir=cache_dir)
-
+#: Names :func:`load_editor` understands besides hub ids and paths (kept for callers; = EDITORS.names()).
+EDITOR_NAMES = EDITORS.names()
 
 __all__ = [
     "DEFAULT_MODEL",
+    "EDITORS",
     "EDITOR_NAMES",
+    "EditorRef",
     "IP2PEditor",
     "IP2PSurface",
     "MissingWeightsError",
@@ -67,6 +53,8 @@ __all__ = [
     "UNTRAINED_WARNING",
     "dssim",
     "edit_scene",
+    "editor_help",
+    "editor_ref",
     "is_untrained",
     "l1_dssim_loss",
     "load_editor",

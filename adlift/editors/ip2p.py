@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from adlift.editors.registry import EDITORS
 from adlift.editors.weights import DEFAULT_MODEL, load_ip2p_pipeline, quiet_hf
 from adlift.image_metrics import check_images
 from adlift.errors import AdLiftError
@@ -244,19 +245,21 @@ class IP2PSurface:
             return emb.expand(batch, -1, -1)
         raise AdLiftError(f"got text embeddings for {emb.shape[0]} prompts and a batch of {batch}")
 
-    def predict_noise_conditional(
-        self,
-        noisy_latents: torch.Tensor,  # [B, 4, h, w]
-        t: Timestep,
-        image_latents: torch.Tensor,  # [B, 4, h, w] from encode_image
-        text_embeddings: torch.Tensor,  # [B or 1, L, D]
-    ) -> torch.Tensor:
-        """One UNet pass conditioned on text and image, no guidance: eps [B, 4, h, w]."""
+    def _unet(self, latents: torch.Tensor, image_latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """One UNet call: noisy latents [N, 4, h, w] stacked with image latents [N, 4, h, w] on the
+        channels, timesteps t [N], text embeddings [N, L, D] -> eps [N, 4, h, w]."""
+        x = torch.cat([latents.to(self.dtype), image_latents.to(self.dtype)], dim=1)
+        return self.unet(x, t, encoder_hidden_states=text, return_dict=False)[0]
+
+    def predict_noise_conditional(self, noisy_latents: torch.Tensor, t: Timestep, image_latents: torch.Tensor,
+                                  text_embeddings: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """One UNet pass conditioned on text and image, no guidance: eps [B, 4, h, w].
+
+        Arguments as :meth:`predict_noise`: noisy latents [B, 4, h, w], image latents [B, 4, h, w],
+        text embeddings [B or 1, L, D].
+        """
         b = noisy_latents.shape[0]
-        x = torch.cat([noisy_latents.to(self.dtype), image_latents.to(self.dtype)], dim=1)
-        return self.unet(
-            x, self.timesteps(t, b), encoder_hidden_states=self._batch_text(text_embeddings, b), return_dict=False
-        )[0]
+        return self._unet(noisy_latents, image_latents, self.timesteps(t, b), self._batch_text(text_embeddings, b))
 
     def predict_noise(
         self,
@@ -282,11 +285,9 @@ class IP2PSurface:
         if uncond_embeddings is None:
             uncond_embeddings = self.empty_text_embeddings()
         uncond = self._batch_text(uncond_embeddings, b)
-        lat = noisy_latents.to(self.dtype)
-        img = image_latents.to(self.dtype)
-        x = torch.cat([torch.cat([lat, lat, lat]), torch.cat([img, img, torch.zeros_like(img)])], dim=1)
-        enc = torch.cat([text, uncond, uncond])
-        eps = self.unet(x, self.timesteps(t, b).repeat(3), encoder_hidden_states=enc, return_dict=False)[0]
+        lat, img = noisy_latents, image_latents.to(self.dtype)
+        eps = self._unet(torch.cat([lat, lat, lat]), torch.cat([img, img, torch.zeros_like(img)]),
+                         self.timesteps(t, b).repeat(3), torch.cat([text, uncond, uncond]))  # fmt: skip
         eps_text, eps_image, eps_uncond = eps.chunk(3)
         return (
             eps_uncond
@@ -364,13 +365,9 @@ class IP2PEditor:
         return cls(pipe, model=f"tiny(seed={seed})", name="tiny", untrained=True)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def device(self) -> torch.device:
-        return self.surface.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.surface.dtype
+    #: The device and dtype of the model (its UNet's).
+    device = property(lambda self: self.surface.device)
+    dtype = property(lambda self: self.surface.dtype)
 
     def metadata(self) -> dict:
         """What to record next to anything this editor produced (JSON-serialisable)."""
@@ -503,3 +500,10 @@ class IP2PEditor:
                 x = sf.ddim_step(x, eps, t, t_prev)
             out.append(sf.decode_latents(x, cur.shape[-2:]).to(current.device, torch.float32))
         return torch.cat(out)
+
+
+@EDITORS.register("ip2p", help=f"InstructPix2Pix ({DEFAULT_MODEL}), from the hub cache or downloaded")
+def load_ip2p(*, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+              cache_dir: str | os.PathLike | None = None) -> IP2PEditor:  # fmt: skip
+    """The released InstructPix2Pix (:data:`~adlift.editors.weights.DEFAULT_MODEL`)."""
+    return IP2PEditor.from_pretrained(DEFAULT_MODEL, device=device, dtype=dtype, cache_dir=cache_dir)

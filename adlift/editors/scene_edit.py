@@ -66,7 +66,7 @@ CHECKPOINT_VERSION = 2
 #: SceneEditConfig fields that do not change the result of the rounds a checkpoint holds (left out of the
 #: fingerprint): where it is saved, progress bars, the rasteriser, batching (per-view seeds) and the number
 #: of rounds (round r is the same whatever follows it, so a finished run can be resumed with more rounds).
-_NOT_FINGERPRINTED = ("checkpoint", "progress", "backend", "edit_batch_size", "rounds")
+_NOT_FINGERPRINTED = ("checkpoint", "progress", "backend", "batch_size", "rounds")
 
 
 @dataclasses.dataclass
@@ -80,8 +80,8 @@ class SceneEditConfig:
     gs_steps: int = 2500
     """Optimisation steps between dataset updates (Instruct-GS2GS `gs_steps`)."""
 
-    diffusion_steps: int = 20
-    """Denoising steps of each InstructPix2Pix edit (3d: DDIM steps of a dataset update)."""
+    steps: int = 20
+    """Diffusion (denoising) steps of each InstructPix2Pix edit (3d: DDIM steps of a dataset update)."""
 
     guidance_scale: Optional[float] = None
     """Text guidance of the edits; default: 12.5 in 3d (Instruct-GS2GS), 7.5 in 2d (InstructPix2Pix)."""
@@ -131,7 +131,7 @@ class SceneEditConfig:
     seed: int = 0
     """Seed of the edits (timesteps, noise) and of the order in which views are trained."""
 
-    edit_batch_size: int = 4
+    batch_size: int = 4
     """Views edited per InstructPix2Pix batch (does not change the result: every view has its own seed)."""
 
     checkpoint: tyro.conf.Suppress[Optional[Path]] = None
@@ -147,17 +147,17 @@ class SceneEditConfig:
 
     def validate(self) -> None:
         """AdLiftError for settings that cannot work."""
-        if self.rounds < 1 or self.gs_steps < 0 or self.diffusion_steps < 1:
+        if self.rounds < 1 or self.gs_steps < 0 or self.steps < 1:
             raise AdLiftError(
-                f"need rounds >= 1, gs_steps >= 0 and diffusion_steps >= 1; got rounds={self.rounds}, "
-                f"gs_steps={self.gs_steps}, diffusion_steps={self.diffusion_steps}"
+                f"need rounds >= 1, gs-steps >= 0 and steps >= 1; got rounds={self.rounds}, "
+                f"gs-steps={self.gs_steps}, steps={self.steps}"
             )
         if not 0.0 <= self.t_lower <= self.t_upper <= 1.0:
             raise AdLiftError(f"need 0 <= t_lower <= t_upper <= 1, got {self.t_lower}, {self.t_upper}")
         if not 0.0 <= self.ssim_lambda <= 1.0:
             raise AdLiftError(f"ssim_lambda must be in [0, 1], got {self.ssim_lambda}")
-        if self.edit_batch_size < 1:
-            raise AdLiftError(f"edit_batch_size must be >= 1, got {self.edit_batch_size}")
+        if self.batch_size < 1:
+            raise AdLiftError(f"batch-size must be >= 1, got {self.batch_size}")
 
     def fingerprint(self) -> dict:
         """The settings that change the result (JSON types; guidance resolved), for checkpoints."""
@@ -310,7 +310,7 @@ class SceneEditRun:
         self._tic = time.perf_counter()
         current = _render_views(_scene_from(self.params).detach(), self.views, config)
         edited = []
-        bs = max(1, config.edit_batch_size)
+        bs = max(1, config.batch_size)
         for s in tqdm(range(0, n_views, bs), desc=f"round {r + 1}/{config.rounds}: editing views", unit="batch",
                       disable=not config.progress, leave=False):  # fmt: skip
             edited.append(
@@ -319,7 +319,7 @@ class SceneEditRun:
                     self.originals[s : s + bs],
                     self.instruction,
                     t_range=(config.t_lower, config.t_upper),
-                    steps=config.diffusion_steps,
+                    steps=config.steps,
                     guidance_scale=config.text_guidance,
                     image_guidance_scale=config.image_guidance_scale,
                     seed=[config.seed + r * n_views + i for i in range(s, min(s + bs, n_views))],

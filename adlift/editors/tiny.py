@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from adlift.editors.registry import EDITORS
 from adlift.editors.weights import import_diffusers, quiet_hf
 
 #: Folder of the tokenizer files shipped with the package.
@@ -166,3 +167,12 @@ def tiny_pipeline_dir(seed: int = 0, cache_dir: str | os.PathLike | None = None)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@EDITORS.register("tiny", help="untrained offline test model (tests, demo; built locally, nothing downloaded): its edits are noise")
+def load_tiny(*, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+              cache_dir: str | os.PathLike | None = None):  # fmt: skip
+    """The tiny untrained IP2P editor; ``cache_dir`` is where it is built (default: :func:`adlift_cache_dir`)."""
+    from adlift.editors.ip2p import IP2PEditor
+
+    return IP2PEditor.tiny(device=device, dtype=dtype, cache_dir=cache_dir)

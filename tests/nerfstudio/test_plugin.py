@@ -154,7 +154,7 @@ def test_edit_attacks_the_protected_scene(protect_run, workdir):
     run("ns-train", "adlift-edit", "--data", "data", "--output-dir", "out", "--timestamp", "edit", *COMMON,
         "--pipeline.model.scene", str(protect_run / "protected.ply"), "--pipeline.model.scene-frame", "original",
         "--pipeline.model.edit.rounds", "1", "--pipeline.model.edit.gs-steps", "3",
-        "--pipeline.model.edit.diffusion-steps", "2", "nerfstudio-data", cwd=workdir)  # fmt: skip
+        "--pipeline.model.edit.steps", "2", "nerfstudio-data", cwd=workdir)  # fmt: skip
     out = workdir / "out" / "bust" / "adlift-edit" / "edit"
     edited = read_ply(out / "edited.ply")
     assert edited.num_gaussians == read_ply(protect_run / "protected.ply").num_gaussians
