@@ -20,7 +20,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach a model hub
 
 from adlift.editors import IP2PEditor, MissingWeightsError, load_editor  # noqa: E402
-from adlift.editors.weights import cached_snapshot, is_local_reference  # noqa: E402
+from adlift.editors.weights import is_local_reference, locate_weights  # noqa: E402
 from adlift.errors import AdLiftError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +51,24 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def offline_hub(monkeypatch, cache: Path) -> Path:
+    """Point huggingface_hub at the hub cache ``cache``, offline. Its settings are read from the
+    environment once, at import, so tests set them on ``huggingface_hub.constants`` itself."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def no_hub_network(monkeypatch):
+    """No test here may reach a model hub, whenever huggingface_hub was first imported."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 def rand_images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -326,9 +344,7 @@ def test_local_references_and_hub_ids_are_told_apart(tmp_path):
 
 
 def test_missing_hub_weights_offline_with_empty_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    offline_hub(monkeypatch, tmp_path / "hf" / "hub")
     with pytest.raises(MissingWeightsError) as info:
         IP2PEditor.from_pretrained("timbrooks/instruct-pix2pix", device="cpu")
     msg = str(info.value)
@@ -341,12 +357,58 @@ def test_missing_hub_weights_offline_with_empty_cache(tmp_path, monkeypatch):
 
 
 def test_missing_hub_weights_via_load_editor_default(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    offline_hub(monkeypatch, tmp_path / "cache")
     with pytest.raises(MissingWeightsError, match="instruct-pix2pix") as info:
         load_editor("ip2p", device="cpu")
-    assert str(tmp_path / "cache") in str(info.value)
-    assert cached_snapshot("timbrooks/instruct-pix2pix", tmp_path / "cache") is None
+    assert str(tmp_path / "cache") in str(info.value) and "not in the cache" in str(info.value)
+
+
+def _fake_hub_snapshot(cache: Path, repo_id: str, source: Path | None) -> Path:
+    """The layout huggingface_hub's cache gives a downloaded repo: refs/main -> snapshots/<commit>/."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    if source is not None:
+        shutil.copytree(source, snapshot)
+    else:
+        snapshot.mkdir(parents=True)
+    return snapshot
+
+
+def test_offline_hub_id_loads_from_its_cached_snapshot(tmp_path, monkeypatch):
+    """Offline, a hub id resolves to its cached snapshot through huggingface_hub, with no network."""
+    cache = offline_hub(monkeypatch, tmp_path / "hub")
+    tiny_dir = next(p for p in TINY_CACHE.iterdir() if (p / "model_index.json").is_file())
+    snapshot = _fake_hub_snapshot(cache, "someone/tiny-ip2p", tiny_dir)
+    found = locate_weights("someone/tiny-ip2p")
+    assert Path(found.source) == snapshot and found.kwargs == {"local_files_only": True}
+    assert found.where == f"the hub cache {cache}"
+    ed = load_editor("someone/tiny-ip2p", device="cpu")
+    assert ed.model == "someone/tiny-ip2p" and ed.name == "ip2p"
+    x = rand_images(1, 16, 16)
+    torch.testing.assert_close(ed.edit(x, "snow", steps=2), tiny_editor().edit(x, "snow", steps=2))
+    # A cached snapshot that is not a diffusers pipeline is named as such.
+    _fake_hub_snapshot(cache, "someone/not-a-pipeline", None)
+    with pytest.raises(MissingWeightsError, match="has no model_index.json") as info:
+        load_editor("someone/not-a-pipeline", device="cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_editor_registry_names_loaders_and_help():
+    from adlift.editors import EDITORS, editor_help
+    from adlift.editors.ip2p import load_ip2p
+    from adlift.editors.tiny import load_tiny
+
+    assert EDITORS.names()[:2] == ("ip2p", "tiny")
+    assert EDITORS.get("ip2p") is load_ip2p and EDITORS.get("tiny") is load_tiny
+    text = editor_help()
+    assert all(f"{name}: " in text for name in EDITORS.names()) and "hub id" in text
+    with pytest.raises(ValueError, match="already registered"):
+        EDITORS.add("tiny", load_tiny)
 
 
 def test_missing_local_directory(tmp_path):
@@ -372,3 +434,29 @@ def test_a_saved_pipeline_directory_loads_as_an_editor(tmp_path):
     assert ed.name == "ip2p" and ed.model == str(dst) and not ed.untrained
     x = rand_images(1, 16, 16)
     torch.testing.assert_close(ed.edit(x, "snow", steps=2), tiny_editor().edit(x, "snow", steps=2))
+
+
+@pytest.mark.parametrize(
+    "raised, says",
+    [
+        ("offline", "HF_HUB_OFFLINE=1 forbids downloading"),
+        ("local-entry", "could not be reached"),
+        ("os", "loading failed (disk on fire)"),
+    ],
+)
+def test_loading_errors_name_what_went_wrong_in_one_line(raised, says):
+    from huggingface_hub import errors as hf
+
+    from adlift.editors.weights import WeightsSource, loading_errors
+
+    err = {"offline": hf.OfflineModeIsEnabled("no"), "local-entry": hf.LocalEntryNotFoundError("multi\nline"),
+           "os": OSError("disk on fire\nmore")}[raised]  # fmt: skip
+    found = WeightsSource("owner/model", "owner/model", "the hub cache /c")
+    with pytest.raises(MissingWeightsError) as info:
+        with loading_errors(found):
+            raise err
+    msg = str(info.value)
+    assert says in msg and "'owner/model'" in msg and "/c" in msg and "\n" not in msg
+    with pytest.raises(KeyError):  # anything else is a bug, not a user error: it propagates
+        with loading_errors(found):
+            raise KeyError("x")

@@ -7,6 +7,7 @@ import torch
 
 from adlift.errors import AdLiftError
 from adlift.evaluate import DEFAULT_CLIP, MissingClipError, captions_for, load_clip
+from tests.test_editors import no_hub_network, offline_hub  # noqa: F401  (fixture)
 
 torch.set_num_threads(1)
 
@@ -138,11 +139,23 @@ def test_saved_model_without_tokenizer(clip, tmp_path):
 
 
 def test_missing_hub_weights_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    offline_hub(monkeypatch, tmp_path / "hf-home" / "hub")
     with pytest.raises(MissingClipError) as info:
         load_clip(DEFAULT_CLIP)
     _assert_one_line_naming(info.value, DEFAULT_CLIP)
     assert "HF_HUB_OFFLINE" in str(info.value) and str(tmp_path / "hf-home" / "hub") in str(info.value)
     assert isinstance(info.value, AdLiftError)
+
+
+def test_offline_hub_id_loads_a_cached_clip_snapshot(clip, tmp_path, monkeypatch):
+    from tests.test_editors import _fake_hub_snapshot
+
+    cache = offline_hub(monkeypatch, tmp_path / "hub")
+    saved = tmp_path / "saved"
+    clip.model.save_pretrained(saved)
+    clip.tokenizer.save_pretrained(saved)
+    _fake_hub_snapshot(cache, "someone/tiny-clip", saved)
+    loaded = load_clip("someone/tiny-clip")
+    assert loaded.model_id == "someone/tiny-clip" and loaded.untrained
+    x = _images()
+    assert torch.allclose(loaded.image_embeddings(x), clip.image_embeddings(x), atol=1e-6)

@@ -11,9 +11,10 @@ cos(E_img(after) - E_img(before), E_txt(after caption) - E_txt(before caption)):
 moved the image in the direction the instruction describes. A protected image whose edit fails
 scores low.
 
-Models load like the editors (:mod:`adlift.editors.weights`): a hub id or a ``save_pretrained``
-directory, through the hub cache, honouring ``HF_HUB_OFFLINE``; missing weights raise
-:class:`MissingClipError`. Images are resized and normalised here with torch (shortest side to the
+Models load like the editors, through the same huggingface_hub lookup
+(:func:`adlift.editors.weights.locate_weights` / :func:`~adlift.editors.weights.loading_errors`): a hub
+id or a ``save_pretrained`` directory, through the hub cache, honouring ``HF_HUB_OFFLINE``; missing
+weights raise :class:`MissingClipError`. Images are resized and normalised here with torch (shortest side to the
 model's ``image_size``, centre crop, OpenAI CLIP mean/std), not by CLIPProcessor's PIL path.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from adlift.editors.weights import hub_lookup, is_local_reference, quiet_hf
+from adlift.editors.weights import MissingModelError, loading_errors, locate_weights, quiet_hf
 from adlift.errors import AdLiftError
 from adlift.image_metrics import check_images
 
@@ -36,22 +37,12 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-_HOW_TO_PROVIDE = (
-    "provide the weights in one of three ways: run once with network access so from_pretrained downloads "
-    "the hub id into the cache; point HF_HOME (or HF_HUB_CACHE) at a cache that already holds it; or pass a "
-    "local directory written by save_pretrained (e.g. `hf download {model} --local-dir DIR`) as the CLIP model"
-)
-
-
-class MissingClipError(AdLiftError):
+class MissingClipError(MissingModelError):
     """The CLIP model's weights cannot be found (not cached, no network, or a bad local directory)."""
 
-    def __init__(self, model: str, looked_in: str, problem: str):
-        self.model = model
-        self.looked_in = looked_in
-        msg = f"CLIP weights {model!r} are not available: {problem} (looked in {looked_in}); "
-        msg += _HOW_TO_PROVIDE.format(model=DEFAULT_CLIP if is_local_reference(model) else model)
-        super().__init__(" ".join(msg.split()))  # one line, whatever the cause's text held
+    what = "CLIP"
+    default_model = DEFAULT_CLIP
+    use_hint = "then pass DIR as the CLIP model"
 
 
 def captions_for(instruction: str, source_caption: str | None = None) -> tuple[str, str]:
@@ -209,7 +200,7 @@ def load_clip(
 ) -> ClipScorer:
     """A :class:`ClipScorer` for ``model``: ``"tiny"``, a hub id, or a ``save_pretrained`` directory.
 
-    Hub ids resolve through ``cache_dir`` (default :func:`~adlift.editors.weights.hub_cache_dir`);
+    Hub ids resolve through ``cache_dir`` (default: huggingface_hub's ``HF_HUB_CACHE``);
     with ``HF_HUB_OFFLINE=1`` nothing is downloaded. Missing weights raise :class:`MissingClipError`,
     before transformers is touched when the file system already decides it.
     """
@@ -217,41 +208,20 @@ def load_clip(
     if model == "tiny":
         clip, tokenizer = build_tiny_clip()
         return ClipScorer(clip.to(device), tokenizer, "tiny", untrained=True)
-    kwargs: dict = {}
-    if is_local_reference(model):
-        path = Path(model).expanduser()
-        where = f"the local directory {path.resolve() if path.exists() else path.absolute()}"
-        if not path.is_dir():
-            problem = "that directory does not exist" if not path.exists() else "it is a file, expected a directory"
-            raise MissingClipError(model, where, problem)
-        if not (path / "config.json").is_file():
-            raise MissingClipError(model, where, "it has no config.json, so it is not a saved CLIP model")
-        if not any((path / f).is_file() for f in ("tokenizer.json", "vocab.json")):
-            problem = "it has no tokenizer files (tokenizer.json, or vocab.json and merges.txt); save the tokenizer too"
-            raise MissingClipError(model, where, problem)
-        source, kwargs["local_files_only"] = str(path), True
-    else:
-        hub_kwargs, where, problem = hub_lookup(model, cache_dir, marker="config.json")
-        if problem:
-            raise MissingClipError(model, where, problem)
-        source = model
-        kwargs.update(hub_kwargs)
-    try:
-        with quiet_hf():
+    found = locate_weights(model, marker="config.json", kind="a saved CLIP model", cache_dir=cache_dir,
+                           error=MissingClipError)  # fmt: skip
+    where, source = found.where, Path(found.source)
+    if source.is_dir() and not any((source / f).is_file() for f in ("tokenizer.json", "vocab.json")):
+        problem = "it has no tokenizer files (tokenizer.json, or vocab.json and merges.txt); save the tokenizer too"
+        raise MissingClipError(model, where, problem)
+    with quiet_hf():
+        try:
             from transformers import AutoTokenizer, CLIPModel
-
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            clip = CLIPModel.from_pretrained(source, **kwargs)
-    except ImportError as err:
-        problem = f"CLIP metrics need transformers ({err}); install it with `pip install transformers`"
-        raise AdLiftError(problem) from None
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MissingClipError(model, where, f"loading failed ({first[:300]})") from None
-    except Exception as err:  # network libraries raise their own types (httpx, requests, hub HTTP errors)
-        if type(err).__module__.split(".")[0] not in {"huggingface_hub", "httpx", "requests", "urllib3", "httpcore"}:
-            raise
-        raise MissingClipError(model, where, f"the hub could not be reached ({type(err).__name__})") from None
+        except ImportError as err:
+            raise AdLiftError(f"CLIP metrics need transformers ({err}); install it with `pip install transformers`") from None
+    with loading_errors(found, MissingClipError), quiet_hf():
+        tokenizer = AutoTokenizer.from_pretrained(found.source, **found.kwargs)
+        clip = CLIPModel.from_pretrained(found.source, **found.kwargs)
     # transformers 5 silently builds an empty-vocabulary tokenizer when its files are missing
     vocab = int(clip.config.text_config.vocab_size)
     if not vocab // 2 <= len(tokenizer) <= vocab:
