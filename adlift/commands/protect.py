@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 import tyro
 
+from adlift.editors import EditorRef
 from adlift.errors import AdLiftError
 
 Group = Literal["sh", "opacity", "scale", "position", "rotation"]
@@ -61,8 +62,8 @@ class ProtectCommand:
     eot_samples: int = 0
     """Average the loss over this many random JPEG/blur/resize/noise purifications (0 = off)."""
 
-    editor: str = "ip2p"
-    """ip2p (timbrooks/instruct-pix2pix), tiny (untrained offline test model), a hub id or a local dir."""
+    editor: EditorRef = "ip2p"  # type: ignore[valid-type]
+    """The editor to protect against (help text: adlift.editors.EDITORS)."""
 
     rounds: int = 2
     """Outer rounds over all training views."""
@@ -184,7 +185,7 @@ class ProtectCommand:
 
     def run(self) -> None:
         from adlift.attacks import AdversarialLoss
-        from adlift.editors import UNTRAINED_WARNING, load_editor
+        from adlift.editors import load_editor, warn_untrained
         from adlift.io.cameras import load_cameras
         from adlift.io.ply import read_ply
         from adlift.protect import protect
@@ -207,8 +208,7 @@ class ProtectCommand:
         except AdLiftError:
             novel = None  # too few views for a hold-out split: report training views only
         editor = load_editor(self.editor, device=device)
-        if editor.untrained:
-            print(UNTRAINED_WARNING, flush=True)
+        warn_untrained(editor)
         loss = AdversarialLoss(editor.surface, self.instruction, config.loss)
         self.out.mkdir(parents=True, exist_ok=True)
         if config.checkpoint.exists() and not self.resume:

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 import tyro
 
+from adlift.editors import EditorRef
 from adlift.errors import AdLiftError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -77,8 +78,8 @@ class ProtectImageCommand:
     eot_samples: int = 0
     """Average over this many random JPEG/blur/resize/noise purifications per step (0 = off)."""
 
-    editor: str = "ip2p"
-    """ip2p, tiny (untrained offline test model), a hub id or a local directory."""
+    editor: EditorRef = "ip2p"  # type: ignore[valid-type]
+    """The editor to protect against (help text: adlift.editors.EDITORS)."""
 
     seed: int = 0
     """Seed of the random start and the loss' random draws."""
@@ -88,7 +89,7 @@ class ProtectImageCommand:
 
     def run(self) -> None:
         from adlift.attacks import AdversarialLoss, EOTConfig, LossConfig, PGDConfig, image_pgd, parse_budget
-        from adlift.editors import UNTRAINED_WARNING, load_editor
+        from adlift.editors import load_editor, untrained_record, warn_untrained
         from adlift.io.atomic import write_text_atomic
         from adlift.image_metrics import linf_per_image, psnr_per_image
 
@@ -106,8 +107,7 @@ class ProtectImageCommand:
         images = [_read_image(f) for f in files]
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         editor = load_editor(self.editor, device=device)
-        if editor.untrained:
-            print(UNTRAINED_WARNING, flush=True)
+        warn_untrained(editor)
         loss = AdversarialLoss(editor.surface, self.instruction, loss_cfg)
         self.out.mkdir(parents=True, exist_ok=True)
         records, originals, protected = [], [], []
@@ -138,17 +138,18 @@ class ProtectImageCommand:
             "images": records,
         }
         if editor.untrained:
-            manifest["warning"] = "untrained test model: not a real protection"
+            manifest["warning"] = untrained_record("protection")
         write_text_atomic(self.out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
         print(f"wrote {len(files)} protected image(s), comparison.png and manifest.json to {self.out}")
 
     def _write_comparison(self, originals, protected, names, eta: float, untrained: bool) -> None:
+        from adlift.editors import untrained_banner
         from adlift.protect.output import save_preview
 
         # Images may differ in size: the sheet shows those of the first image's size.
         h, w = originals[0].shape[-2:]
         keep = [i for i, o in enumerate(originals) if o.shape[-2:] == (h, w)][:4]
-        banner = "UNTRAINED TEST MODEL (editor 'tiny'): not a real protection" if untrained else ""
+        banner = untrained_banner(untrained, "protection")
         save_preview(self.out / "comparison.png", torch.cat([originals[i] for i in keep]),
                      torch.cat([protected[i] for i in keep]), [names[i] for i in keep], eta, banner)  # fmt: skip
 

@@ -38,6 +38,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from adlift.cameras import Cameras
+from adlift.editors import EditorRef
 from adlift.editors.scene_edit import SceneEditConfig
 from adlift.errors import AdLiftError
 from adlift.nerfstudio.splatfacto import cameras_from_nerfstudio, find_checkpoint, is_splatfacto_state
@@ -61,8 +62,8 @@ class AdLiftModelConfig(ModelConfig):
     re-centres and re-scales it (a .ply from the original 3DGS code, or scenes made on the transforms.json)."""
     instruction: str = "turn him into a clown"
     """The edit instruction (protect: the edit to protect against)."""
-    editor: str = "ip2p"
-    """ip2p (timbrooks/instruct-pix2pix), tiny (untrained offline test model), a hub id or a local dir."""
+    editor: EditorRef = "ip2p"  # type: ignore[valid-type]
+    """The editor (help text: adlift.editors.EDITORS): a registered name, a hub id or a local dir."""
     width: Optional[int] = None
     """Render width of the training views (intrinsics rescaled, aspect kept); default: the dataset's."""
     backend: Literal["auto", "torch", "gsplat", "cuda"] = "auto"
@@ -494,9 +495,9 @@ class AdLiftTrainer(Trainer):
             source = find_checkpoint(self.config.load_dir, self.config.load_step)
         if source is None:
             return
-        from adlift.io.torch_files import load_tensors
+        from adlift.io.checkpoint import load_checkpoint
 
-        state = load_tensors(source, "nerfstudio checkpoint")  # weights_only: pickled objects are refused unrun
+        state = load_checkpoint(source, "nerfstudio checkpoint")  # weights_only: pickled objects are refused unrun
         if isinstance(state, dict) and isinstance(state.get("pipeline"), dict) and is_splatfacto_state(state["pipeline"]):
             CONSOLE.print(f"adlift: input scene = the Gaussians of the splatfacto checkpoint {source}")
             self.config.pipeline.model.scene = source

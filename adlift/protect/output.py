@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from adlift.cameras import Cameras
+from adlift.editors.untrained import is_untrained, untrained_banner, untrained_note, untrained_record
 from adlift.image_metrics import difference_image
 from adlift.io.checksum import file_sha256
 from adlift.io.json_safe import to_jsonable
@@ -75,8 +76,8 @@ def write_protection(
     from adlift.protect.api import render_views
 
     out.mkdir(parents=True, exist_ok=True)
-    untrained = bool(editor_metadata.get("untrained_test_model"))
-    note = " (untrained test model: not a real protection)" if untrained else ""
+    untrained = is_untrained(editor_metadata)
+    note = untrained_note(editor_metadata, "protection")
     comment = f"adlift protect {config.method}, instruction {instruction!r}, eta {config.eta * 255:.3g}/255{note}"
     write_ply(result.protected, out / "protected.ply", comments=[comment.replace("\n", " ")])
     if save_safeguard:
@@ -94,7 +95,7 @@ def write_protection(
     cams = Cameras.concat([(train_cameras if s == "train" else novel_cameras)[[i]] for s, i in pick])
     raw_img = render_views(raw.to(result.protected.device), cams, config).cpu()
     prot_img = render_views(result.protected, cams, config).cpu()
-    banner = "UNTRAINED TEST MODEL (editor 'tiny'): not a real protection" if untrained else ""
+    banner = untrained_banner(editor_metadata, "protection")
     save_preview(out / "preview.png", raw_img, prot_img, [f"{s}:{n}" for (s, _), n in zip(pick, cams.names)],
                  config.eta, banner)  # fmt: skip
 
@@ -132,10 +133,7 @@ def write_protection(
         summary=result.summary,
         history=result.history,
         files={"protected": "protected.ply", "cameras": "transforms.json", "preview": "preview.png"},
-        warning=(
-            "the editor was the untrained tiny test model: these numbers say nothing about protection "
-            "against the real InstructPix2Pix"
-        ) if untrained else None,
+        warning=untrained_record("protection") if untrained else None,
         nerfstudio=nerfstudio,
     )  # fmt: skip
     manifest.write(out / MANIFEST_FILE)
