@@ -6,8 +6,6 @@ message to stderr and exits with status 2, without a traceback.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from typing import Callable, Sequence
 
@@ -20,7 +18,7 @@ from adlift.commands.protect import ProtectCommand
 from adlift.commands.protect_image import ProtectImageCommand
 from adlift.commands.render import RenderCommand
 from adlift.commands.view import ViewCommand
-from adlift.errors import AdLiftError
+from adlift.errors import run_command  # the console scripts' exit-status contract (also ns-adlift-evaluate's)
 
 #: Subcommand name -> dataclass config with a ``run()`` method.
 COMMANDS: dict[str, Callable] = {
@@ -37,24 +35,6 @@ DESCRIPTION = (
     "AdLift: protect 3D Gaussian Splatting assets against instruction-driven editing. "
     "Run `adlift COMMAND --help` for a command's options."
 )
-
-
-def run_command(prog: str, parse: Callable[[], object]) -> int:
-    """Parse a command with ``parse()`` and run it; the exit status. AdLiftError -> one line on
-    stderr and 2, Ctrl-C -> 130, a closed output pipe -> 0 (shared by every AdLift console script)."""
-    try:
-        parse().run()
-    except AdLiftError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop the interpreter's flush from failing again
-        return 0
-    return 0
 
 
 def main(args: Sequence[str] | None = None) -> int:

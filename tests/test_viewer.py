@@ -319,8 +319,8 @@ def test_metrics_markdown():
              {"name": "b", "split": "novel", "psnr": float("inf")}]  # fmt: skip
     table = metrics_table(views, "r.json")
     assert table.splitlines()[0] == "| view | split | PSNR dB | loss raw |"
-    assert "| a | train | 40.1 | 0.5 |" in table and "| b | novel | inf | n/a |" in table and "`r.json`" in table
-    assert view_summary("train view a", views[0]) == "**train view a**: PSNR dB 40.1, loss raw 0.5"
+    assert "| a | train | 40.12 | 0.5 |" in table and "| b | novel | inf | n/a |" in table and "`r.json`" in table
+    assert view_summary("train view a", views[0]) == "**train view a**: PSNR dB 40.12, loss raw 0.5"
     assert "adlift evaluate" in metrics_table([])
 
 
@@ -369,7 +369,7 @@ def test_view_help_and_one_line_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert done.value.code == 0 and "--port" in out and "--max-seconds" in out and "viser" in out
     for args, needle in [((str(tmp_path / "missing"),), "no such file or directory"),
-                         ((str(BUST), "--port", "0"), "--port"), ((str(BUST), "--render-width", "2"), "--render-width"),
+                         ((str(BUST), "--port", "0"), "--port"), ((str(BUST), "--width", "2"), "--width"),
                          ((str(tmp_path),), "neither a protect output")]:  # fmt: skip
         assert main(["view", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Annotated
 
 import torch
+import tyro
 
 from adlift.attacks.purifications import PURIFICATIONS
 from adlift.errors import AdLiftError
@@ -96,6 +98,40 @@ def parse_purifications(spec: str) -> list[Purification]:
     if not result:
         raise AdLiftError(f"no purifications in {spec!r}; e.g. jpeg95,jpeg50,blur1.0,resize0.5,noise4")
     return result
+
+
+def format_purifications(purifications: tuple[Purification, ...] | list[Purification]) -> str:
+    """The spec :func:`parse_purifications` reads back: names joined by commas, or ``none`` when empty."""
+    return ",".join(p.name for p in purifications) or "none"
+
+
+def _purifications_from_cli(args: list[str]) -> tuple[Purification, ...]:
+    text = args[0].strip()
+    try:
+        return () if text.lower() in ("", "none") else tuple(parse_purifications(text))
+    except AdLiftError as e:
+        raise ValueError(str(e)) from None  # tyro turns ValueError into a usage error (exit 2)
+
+
+#: ``--purify`` help: the token grammar, from the registry.
+PURIFY_HELP = (
+    "Purifications of the protected renders before editing (robustness), comma-separated NAMEVALUE "
+    "tokens, or none: " + "; ".join(f"{name}: {spec.strength_help}" for name, spec in PURIFICATIONS.items())
+    + ". E.g. jpeg75,blur1.0,resize0.5,noise4."
+)
+
+#: A tuple of purifications for a config field: written ``jpeg95,blur1.0`` (or ``none``) on the command line.
+Purifications = Annotated[
+    tuple[Purification, ...],
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1,
+        metavar="SPEC",
+        instance_from_str=_purifications_from_cli,
+        is_instance=lambda value: isinstance(value, tuple) and all(isinstance(p, Purification) for p in value),
+        str_from_instance=lambda value: [format_purifications(value)],
+    ),
+    tyro.conf.arg(help=PURIFY_HELP),
+]
 
 
 def apply_purification(

@@ -8,7 +8,9 @@
 * ``editor``: its metadata (name, model, ``untrained_test_model``, device, dtype, diffusers)
 * ``clip``: {available, model, untrained, reason}; ``lpips``: {available, reason}
   (unavailable metrics are null everywhere, never estimated)
-* ``settings``: every :class:`~adlift.evaluate.run.EvaluateConfig` field
+* ``settings``: every :class:`~adlift.evaluate.run.EvaluateConfig` field (purifications by name)
+* ``render``: the :class:`~adlift.render.options.RenderOptions` (width, height, backend, device,
+  background) when given
 * ``summary``: per split ("train", "novel") the number of views and the mean of every metric
 * ``views``: per view {name, split, psnr, ssim, lpips, linf_255, within_budget,
   clip_text_raw, clip_text_protected, clip_direction_raw, clip_direction_protected,
@@ -18,45 +20,31 @@
   the protected renders, plus ``purified_psnr`` (purified protected vs raw render)
 * ``files``: the grids and the plot written beside the report
 * ``warning`` when the editor or CLIP is an untrained test model
+  (:func:`adlift.editors.untrained.untrained_record`)
 
-Metric meanings: ``psnr``/``ssim``/``lpips``/``linf_255``/``within_budget`` compare protected and
-raw renders (invisibility: high PSNR/SSIM, low LPIPS). ``clip_text_*`` is the CLIP similarity of
-an edit to the after caption, ``clip_direction_*`` the CLIP directional similarity of the edit
-(protection works when the protected values are lower than the raw ones). ``edit_deviation_*``
-compares edit(raw) and edit(protected) (low PSNR = the protected edit went elsewhere).
-``edit_change_*`` compares an edit with its input (high PSNR = the edit barely changed it).
-JSON has no infinity: a PSNR of identical images is written as null.
+Metric meanings: :data:`adlift.evaluate.columns.METRICS` (``METRICS.describe()``), which also
+decides the columns of report.md and the console summary. JSON has no infinity: a PSNR of
+identical images is written as null.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import json
-import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from adlift.evaluate.columns import Metric, columns, format_cell
 from adlift.evaluate.run import EvaluateConfig, EvaluationResult
 from adlift.io.atomic import write_text_atomic
-from adlift.io.json_safe import finite
+from adlift.io.json_safe import finite, to_jsonable, write_json_atomic
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 REPORT_VERSION = 1
 
-#: Columns of the per-split tables in report.md: (field, header, format).
-INVISIBILITY_COLUMNS = [("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("lpips", "LPIPS", "{:.4f}"),
-                        ("linf_255", "max L-inf /255", "{:.1f}"), ("within_budget", "within eta", "{:.2%}")]  # fmt: skip
-PROTECTION_COLUMNS = [
-    ("clip_text_raw", "CLIP text: edit(raw)", "{:.4f}"),
-    ("clip_text_protected", "CLIP text: edit(prot)", "{:.4f}"),
-    ("clip_direction_raw", "CLIP dir: raw", "{:.4f}"),
-    ("clip_direction_protected", "CLIP dir: prot", "{:.4f}"),
-    ("edit_deviation_psnr", "edit(raw) vs edit(prot) PSNR", "{:.2f}"),
-    ("edit_deviation_ssim", "... SSIM", "{:.4f}"),
-    ("edit_change_protected_psnr", "edit(prot) vs prot PSNR", "{:.2f}"),
-    ("edit_change_raw_psnr", "edit(raw) vs raw PSNR", "{:.2f}"),
-]
-ROBUSTNESS_COLUMNS = [("purified_psnr", "purified vs raw PSNR", "{:.2f}")] + PROTECTION_COLUMNS[1:2] + \
-    PROTECTION_COLUMNS[3:6]  # fmt: skip
+#: The sentence report.json and report.md add when CLIP is an untrained test model.
+UNTRAINED_CLIP = "CLIP is an untrained test model: its similarities are meaningless"
 
 
 def build_report(
@@ -69,11 +57,13 @@ def build_report(
     lpips_info: dict,
     sources: dict,
     files: dict,
+    render: object | None = None,
 ) -> dict:
-    """The report as a JSON-ready dict (see the module docstring)."""
+    """The report as a JSON-ready dict (see the module docstring); ``render``: the RenderOptions used."""
     import adlift
+    from adlift.editors.untrained import is_untrained, untrained_record
 
-    settings = dataclasses.asdict(config)
+    settings = to_jsonable(config)
     settings["purifications"] = [p.name for p in config.purifications]
     report = {
         "report_version": REPORT_VERSION,
@@ -85,44 +75,39 @@ def build_report(
         "captions": {"before": result.captions[0], "after": result.captions[1]},
         "eta": config.eta,
         "eta_255": config.eta * 255.0,
-        "sources": sources,
+        "sources": to_jsonable(sources),
         "editor": editor_metadata,
         "clip": clip_info,
         "lpips": lpips_info,
         "settings": settings,
+        **({"render": to_jsonable(render)} if render is not None else {}),
         "summary": result.summary,
         "views": result.views,
         "robustness": result.robustness,
         "files": files,
     }
     warnings = []
-    if editor_metadata.get("untrained_test_model"):
-        warnings.append("the editor is the untrained tiny test model: edits are noise, not real InstructPix2Pix edits")
+    if is_untrained(editor_metadata):
+        warnings.append(untrained_record("evaluation"))
     if clip_info.get("untrained"):
-        warnings.append("CLIP is an untrained test model: its similarities are meaningless")
+        warnings.append(UNTRAINED_CLIP)
     if warnings:
         report["warning"] = "; ".join(warnings)
     return finite(report)
 
 
-def _cell(value, fmt: str) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return fmt.format(value)
-
-
-def _table(rows: list[dict], columns, first: tuple[str, str]) -> list[str]:
+def _table(rows: list[dict], metrics: list[Metric], first: tuple[str, str]) -> list[str]:
     key, header = first
-    head = f"| {header} | " + " | ".join(h for _, h, _ in columns) + " |"
-    rule = "|---|" + "---:|" * len(columns)
-    body = [f"| {r.get(key, '')} | " + " | ".join(_cell(r.get(k), f) for k, _, f in columns) + " |" for r in rows]
+    head = f"| {header} | " + " | ".join(m.header for m in metrics) + " |"
+    rule = "|---|" + "---:|" * len(metrics)
+    body = [f"| {r.get(key, '')} | " + " | ".join(m.cell(r.get(m.key)) for m in metrics) + " |" for r in rows]
     return [head, rule, *body]
 
 
 def markdown_report(report: dict) -> str:
     """report.md: what was evaluated, the summary per split, robustness and the per-view tables."""
+    from adlift.editors.untrained import untrained_note
+
     lines = ["# AdLift evaluation", ""]
     if report.get("warning"):
         lines += [f"> **Warning:** {report['warning']}.", ""]
@@ -131,7 +116,7 @@ def markdown_report(report: dict) -> str:
         f"- instruction: \"{report['instruction']}\" (captions \"{report['captions']['before']}\" -> "
         f"\"{report['captions']['after']}\")",
         f"- mode: {report['mode']}, editor: {report['editor'].get('model', report['editor'].get('editor'))}"
-        + (" (untrained test model)" if report["editor"].get("untrained_test_model") else ""),
+        + untrained_note(report["editor"], "evaluation"),
         f"- eta: {report['eta_255']:.3g}/255; protected: `{report['sources']['protected']}`; raw: "
         f"`{report['sources']['raw']}`",
         "- CLIP: " + (f"{clip['model']}" + (" (untrained test model)" if clip.get("untrained") else "")
@@ -149,15 +134,15 @@ def markdown_report(report: dict) -> str:
         "",
     ]
     summary_rows = [{"split": f"{s} ({v['views']} views)", **v} for s, v in report["summary"].items()]
-    lines += _table(summary_rows, INVISIBILITY_COLUMNS, ("split", "split")) + ["", "### Protection", ""]
-    lines += _table(summary_rows, PROTECTION_COLUMNS, ("split", "split")) + [""]
+    lines += _table(summary_rows, columns("invisibility"), ("split", "split")) + ["", "### Protection", ""]
+    lines += _table(summary_rows, columns("protection"), ("split", "split")) + [""]
     if report["robustness"]:
         lines += ["## Robustness: protected renders purified, then edited (2D)", ""]
         rows = [{"what": f"{r['split']}: {r['purification']}", **r} for r in report["robustness"]]
-        lines += _table(rows, ROBUSTNESS_COLUMNS, ("what", "split: purification")) + [""]
+        lines += _table(rows, columns("robustness"), ("what", "split: purification")) + [""]
     lines += ["## Per view", ""]
     rows = [{"view": f"{v['split']}: {v['name']}", **v} for v in report["views"]]
-    lines += _table(rows, INVISIBILITY_COLUMNS + PROTECTION_COLUMNS[:4] + PROTECTION_COLUMNS[4:5], ("view", "view"))
+    lines += _table(rows, columns("views"), ("view", "view"))
     lines += ["", "## Files", ""] + [f"- `{name}`: {what}" for name, what in report["files"].items()] + [""]
     return "\n".join(lines)
 
@@ -165,5 +150,24 @@ def markdown_report(report: dict) -> str:
 def write_report(out: Path, report: dict) -> None:
     """OUT/report.json and OUT/report.md."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_json_atomic(out / "report.json", report)
     write_text_atomic(out / "report.md", markdown_report(report))
+
+
+def summary_table(report: dict) -> "Table":
+    """The console summary (rich): one row per split with the metrics tagged "summary"."""
+    from rich.table import Table
+
+    metrics = columns("summary")
+    title = f'evaluation: "{report["instruction"]}" ({report["mode"]})'
+    table = Table(title=title, title_justify="left")
+    table.add_column("split")
+    table.add_column("views", justify="right")
+    for m in metrics:
+        table.add_column(m.short_header, justify="right")
+    for split, s in report["summary"].items():
+        table.add_row(split, str(s.get("views", "")), *(format_cell(s.get(m.key), m.fmt) for m in metrics))
+    if report.get("warning"):
+        table.caption = f"WARNING: {report['warning']}"
+        table.caption_justify = "left"
+    return table

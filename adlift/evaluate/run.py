@@ -23,66 +23,70 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Literal
+from typing import Annotated, Literal, Optional
 
 import torch
+import tyro
 from tqdm.auto import tqdm
+
+from adlift.attacks.pgd import Budget
 
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
 from adlift.evaluate.clip_metrics import ClipScorer, captions_for
 from adlift.image_metrics import LpipsMetric, image_pair_metrics
-from adlift.evaluate.purify import DEFAULT_PURIFICATIONS, Purification, apply_purification
+from adlift.evaluate.purify import DEFAULT_PURIFICATIONS, Purifications, apply_purification
 from adlift.scene import GaussianScene
 
 
 @dataclasses.dataclass
 class EvaluateConfig:
-    """Settings of :func:`evaluate`."""
+    """Settings of :func:`evaluate` (``adlift evaluate`` and ``ns-adlift-evaluate`` nest them as options)."""
 
     mode: Literal["2d", "3d"] = "2d"
-    """2d: InstructPix2Pix edits each rendered view; 3d: Instruct-GS2GS-style edit of the scenes."""
+    """2d: InstructPix2Pix on each render; 3d: Instruct-GS2GS-style edit of both scenes, then render."""
 
-    eta: float = 8 / 255
-    """The protection's L-infinity budget (for the within-budget share and the difference images)."""
+    eta: tyro.conf.Suppress[Budget] = 8 / 255
+    """The protection's L-infinity budget (for the within-budget share and the difference images);
+    the commands take it from the manifest or --eta."""
 
     steps: int = 20
     """Diffusion steps per edit."""
 
-    guidance_scale: float | None = None
-    """Text guidance; default 7.5 in 2d (InstructPix2Pix), 12.5 in 3d (Instruct-GS2GS)."""
+    guidance_scale: Annotated[Optional[float], tyro.conf.arg(metavar="FLOAT")] = None
+    """Text guidance; default 7.5 (2d, InstructPix2Pix) or 12.5 (3d, Instruct-GS2GS)."""
 
     image_guidance_scale: float = 1.5
     """Image guidance of the edits."""
 
     seed: int = 0
-    """Seed of every edit (the raw and the protected view of a pair get the same one)."""
+    """Seed of the edits (the raw and the protected view of a pair get the same one)."""
 
     views_per_split: int = 8
-    """Evaluate at most this many views of each split, evenly spaced (0 = all)."""
+    """At most this many views per split, evenly spaced (0 = all)."""
 
-    purifications: tuple[Purification, ...] = DEFAULT_PURIFICATIONS
+    purifications: Annotated[Purifications, tyro.conf.arg(name="purify")] = DEFAULT_PURIFICATIONS
     """Purifications applied to the protected renders before editing (empty = no robustness part)."""
 
-    caption: str | None = None
-    """Caption of the source scene for the CLIP captions (default "a photo")."""
+    caption: Annotated[Optional[str], tyro.conf.arg(metavar="TEXT")] = None
+    """A caption of the scene for CLIP (default "a photo"); the edited caption appends the instruction."""
 
     rounds_3d: int = 1
-    """3d mode: dataset-update rounds of the scene edit."""
+    """3d: dataset-update rounds of each scene edit."""
 
     gs_steps_3d: int = 200
-    """3d mode: Gaussian optimisation steps per round of the scene edit."""
+    """3d: Gaussian optimisation steps per round."""
 
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Background colour of the renders."""
+    background: tyro.conf.Suppress[tuple[float, float, float]] = (0.0, 0.0, 0.0)
+    """Background colour of the renders (the commands: the protection's, or --background)."""
 
-    backend: str = "auto"
-    """Render backend."""
+    backend: tyro.conf.Suppress[str] = "auto"
+    """Render backend (the commands: --backend)."""
 
-    batch_size: int = 4
+    batch_size: tyro.conf.Suppress[int] = 4
     """Views per editor batch."""
 
-    progress: bool = True
+    progress: tyro.conf.Suppress[bool] = True
     """Show progress bars."""
 
     def validate(self) -> None:
@@ -161,10 +165,10 @@ def _edit_2d(editor, images: torch.Tensor, instruction: str, config: EvaluateCon
 def _edit_3d(editor, scene: GaussianScene, train: Cameras, instruction: str, config: EvaluateConfig) -> GaussianScene:
     from adlift.editors.scene_edit import SceneEditConfig, edit_scene
 
-    cfg = SceneEditConfig(rounds=config.rounds_3d, gs_steps=config.gs_steps_3d, diffusion_steps=config.steps,
+    cfg = SceneEditConfig(rounds=config.rounds_3d, gs_steps=config.gs_steps_3d, steps=config.steps,
                           guidance_scale=config.text_guidance, image_guidance_scale=config.image_guidance_scale,
                           background=config.background, backend=config.backend, seed=config.seed,
-                          edit_batch_size=config.batch_size, progress=config.progress)  # fmt: skip
+                          batch_size=config.batch_size, progress=config.progress)  # fmt: skip
     return edit_scene(scene, train.to(scene.device), editor, instruction, cfg).scene
 
 

@@ -21,11 +21,14 @@ import dataclasses
 import math
 import threading
 import time
-from typing import Literal
+from typing import Annotated, Literal, Optional
 
 import numpy as np
+import tyro
 
 from adlift.cameras import Cameras
+from adlift.editors import EDITORS, editor_help
+from adlift.editors.untrained import untrained_banner, untrained_note
 from adlift.viewer.camera import BrowserCamera, camera_pose, quat_to_matrix, world_up
 from adlift.viewer.compare import ViewRenderer
 from adlift.viewer.edits import EditRequest, EditSettings, EditStatus, EditWorker
@@ -39,27 +42,72 @@ SPLIT_COLOURS = {"train": (40, 110, 220), "novel": (240, 140, 20), "orbit": (120
 
 @dataclasses.dataclass
 class ViewerConfig:
-    """Settings of :class:`ViewerApp` (the ``adlift view`` options)."""
+    """Settings of :class:`ViewerApp` (``adlift view`` nests them as its options)."""
 
     host: str = "127.0.0.1"
+    """Address to bind; 0.0.0.0 serves other machines too (anyone who can reach it can use it)."""
+
     port: int = 8080
-    render_width: int = 256
+    """Port to serve on (the next free one if it is taken)."""
+
+    render_width: tyro.conf.Suppress[int] = 256
+    """Width in pixels of the server-side renders in the panel (``adlift view --width``; changeable in
+    the browser)."""
+
     layout: Literal["grid", "row"] = "grid"
-    gain: float | None = None
-    """|difference| gain of the heatmap; None: 1/eta (the budget maps to full scale), else 32."""
-    editor: str = "ip2p"
+    """Panel layout: grid (two columns, fits the side panel) or row (five images side by side)."""
+
+    gain: Annotated[Optional[float], tyro.conf.arg(metavar="FLOAT")] = None
+    """Gain of the |protected - raw| heatmap (default 1/eta: the budget is full scale; else 32)."""
+
+    editor: Annotated[Optional[str], tyro.conf.arg(metavar="NAME|HUB_ID|DIR", help=editor_help(
+        "Default: the one the protection was made against, else ip2p (changeable in the browser)."))] = None
+    """Editor of the on-demand edits (help: :func:`adlift.editors.editor_help`)."""
+
     steps: int = 20
+    """Diffusion steps per edit (changeable in the browser)."""
+
     guidance_scale: float = 7.5
+    """Text guidance of the on-demand edits."""
+
     image_guidance_scale: float = 1.5
+    """Image guidance of the on-demand edits."""
+
     seed: int = 0
-    debounce: float = 0.15
+    """Seed of the on-demand edits (changeable in the browser; raw and protected share it)."""
+
+    debounce: tyro.conf.Suppress[float] = 0.15
+    """Seconds the browser camera must be still before the panel is rendered."""
+
     points: bool = False
-    backend: str = "auto"
-    device: str = "cpu"
-    show: str | None = None
-    """Scene variant drawn first (default: protected if given, else raw)."""
-    panel_width: int | None = 600
+    """Draw the scenes as point clouds of the Gaussian means instead of splats (for huge scenes)."""
+
+    backend: tyro.conf.Suppress[str] = "auto"
+    """Rasteriser of the server-side renders (``adlift view --backend``)."""
+
+    device: tyro.conf.Suppress[str] = "cpu"
+    """Torch device of renders and edits (``adlift view --device``)."""
+
+    show: Annotated[Optional[str], tyro.conf.arg(metavar="SCENE")] = None
+    """Scene variant drawn first: raw, protected or an edited one (default: protected if given, else raw)."""
+
+    panel_width: Annotated[Optional[int], tyro.conf.arg(metavar="PIXELS")] = 600
     """Width in pixels of the control panel holding the comparison (viser >= 1.1; 0.2.x: "large")."""
+
+    def validate(self) -> None:
+        """One-line AdLiftError naming the option of a bad value."""
+        from adlift.errors import AdLiftError
+
+        if not 1 <= self.port <= 65535:
+            raise AdLiftError(f"--port must be in 1..65535, got {self.port}")
+        if not 16 <= self.render_width <= 4096:
+            raise AdLiftError(f"--width must be in 16..4096, got {self.render_width}")
+        if self.steps < 1:
+            raise AdLiftError(f"--steps must be >= 1, got {self.steps}")
+        if self.gain is not None and not self.gain > 0:
+            raise AdLiftError(f"--gain must be positive, got {self.gain}")
+        if self.debounce < 0:
+            raise AdLiftError(f"debounce must be >= 0, got {self.debounce}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +128,9 @@ class ViewerApp:
 
         self.inputs = inputs
         self.config = config or ViewerConfig()
+        self.config.validate()
+        #: The editor of the on-demand edits: the configured one, else the protection's, else ip2p.
+        self.editor = self.config.editor or inputs.editor or "ip2p"
         if self.config.show is not None and self.config.show not in inputs.scenes:
             raise AdLiftError(f"no scene {self.config.show!r} to show; have {', '.join(inputs.scenes)}")
         center, radius = inputs.raw.center_and_radius()
@@ -215,7 +266,7 @@ class ViewerApp:
         eta = f" · η = {inp.eta * 255:.3g}/255" if inp.eta else ""
         head = f"**AdLift** · raw `{inp.paths['raw'].name}`{prot}{eta}"
         if inp.untrained:
-            head += "\n\n⚠ protected against the *untrained* tiny test model: not a real protection"
+            head += f"\n\n⚠ {untrained_banner(inp.editor_metadata, 'protection')}"
         gui.add_markdown(head)
         scene_pick = gui.add_dropdown("Scene", options=list(inp.scenes),
                                       initial_value=self.config.show or ("protected" if inp.protected else "raw"))  # fmt: skip
@@ -226,8 +277,8 @@ class ViewerApp:
         self._gui["panel"] = GuiImage(gui, placeholder, label=None)
 
         with gui.add_folder("Edit this view"):
-            options = list(dict.fromkeys([self.config.editor, "tiny", "ip2p"]))
-            self._gui["editor"] = gui.add_dropdown("Editor", options=options, initial_value=self.config.editor)
+            options = list(dict.fromkeys([self.editor, *EDITORS.names()]))
+            self._gui["editor"] = gui.add_dropdown("Editor", options=options, initial_value=self.editor)
             self._gui["instruction"] = gui.add_text("Instruction", initial_value=inp.instruction)
             self._gui["steps"] = gui.add_slider("Steps", min=1, max=50, step=1, initial_value=self.config.steps)
             self._gui["seed"] = gui.add_number("Seed", initial_value=self.config.seed, step=1)
@@ -361,7 +412,7 @@ class ViewerApp:
         g = self._gui
         g["progress"].value = 100.0 * status.fraction
         g["progress"].animated = status.state in ("loading", "editing")
-        note = " (untrained test model: noise, not a real edit)" if status.untrained else ""
+        note = untrained_note(status.untrained, "edit")
         prefix = {"error": "**error:** ", "done": "done: "}.get(status.state, "")
         g["status"].content = prefix + status.message + (note if status.state == "done" else "")
         g["button"].disabled = status.state in ("loading", "editing")

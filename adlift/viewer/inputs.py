@@ -22,7 +22,9 @@ import torch
 
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
+from adlift.evaluate.inputs import editor_reference, locate_raw_scene, recorded_background
 from adlift.io.json_safe import read_json_object
+from adlift.protect.manifest import MANIFEST_FILE, Manifest
 from adlift.scene import GaussianScene
 
 #: Camera rig used when a raw .ply comes without a transforms.json beside it.
@@ -51,12 +53,19 @@ class ViewerInputs:
     """Per-view metrics: report.json's views, else manifest.json's (each has name and split)."""
     metrics_source: str | None = None
     """The file ``views`` came from."""
-    untrained: bool = False
-    """The protection was made against the untrained tiny test model."""
+    editor_metadata: dict = dataclasses.field(default_factory=dict)
+    """The metadata of the editor the protection was made against (manifest.json / report.json)."""
 
     @property
     def raw(self) -> GaussianScene:
         return self.scenes["raw"]
+
+    @property
+    def untrained(self) -> bool:
+        """The protection was made against an untrained test model."""
+        from adlift.editors.untrained import is_untrained
+
+        return bool(self.editor_metadata) and is_untrained(self.editor_metadata)
 
     @property
     def protected(self) -> GaussianScene | None:
@@ -73,30 +82,6 @@ class ViewerInputs:
 
 def _existing(candidates: list[Path]) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
-
-
-def _raw_from_manifest(manifest: dict, outdir: Path, override: Path | None) -> Path:
-    """The raw .ply a manifest names (absolute, or relative to the cwd or OUTDIR), checked by sha256."""
-    from adlift.io.checksum import file_sha256
-
-    if override is not None:
-        return override
-    entry = manifest.get("raw_scene") or {}
-    if not entry.get("path"):
-        raise AdLiftError(f"{outdir / 'manifest.json'} names no raw scene; give it with --raw RAW.ply")
-    recorded = Path(entry["path"])
-    found = _existing([recorded] if recorded.is_absolute() else [recorded, outdir / recorded])
-    if found is None:
-        raise AdLiftError(f"the raw scene {recorded} named in {outdir / 'manifest.json'} is not found; give it with --raw")
-    if entry.get("sha256") and file_sha256(found) != entry["sha256"]:
-        raise AdLiftError(f"{found} changed since it was protected (sha256 differs); give the original with --raw")
-    return found
-
-
-def _editor_reference(meta: dict) -> str | None:
-    if meta.get("editor") == "tiny" or meta.get("untrained_test_model"):
-        return "tiny"
-    return meta.get("model")
 
 
 def _budget(value) -> float | None:
@@ -178,13 +163,13 @@ def _from_directory(
     directory: Path, *, raw_override: Path | None, cameras: str | None, device: torch.device
 ) -> ViewerInputs:
     report_path = None
-    if (directory / "manifest.json").is_file():
+    if (directory / MANIFEST_FILE).is_file():
         outdir = directory
         if (directory / "evaluation" / "report.json").is_file():
             report_path = directory / "evaluation" / "report.json"
     elif (directory / "report.json").is_file():
         report_path = directory / "report.json"
-        outdir = directory.parent if (directory.parent / "manifest.json").is_file() else None
+        outdir = directory.parent if (directory.parent / MANIFEST_FILE).is_file() else None
     else:
         raise AdLiftError(
             f"{directory}: neither a protect output (manifest.json) nor an evaluation (report.json); "
@@ -195,18 +180,15 @@ def _from_directory(
         raise AdLiftError(f"{report_path}: not an adlift evaluation report (views is not a list)")
 
     if outdir is not None:
-        manifest = read_json_object(outdir / "manifest.json", "expected the manifest.json of adlift protect")
-        if "instruction" not in manifest or "protected_scene" not in manifest:
-            raise AdLiftError(f"{outdir / 'manifest.json'}: not an adlift protection manifest")
-        raw_path = _raw_from_manifest(manifest, outdir, raw_override)
-        prot_name = (manifest.get("protected_scene") or {}).get("path") or "protected.ply"
-        protected_path = outdir / prot_name
-        camera_source = cameras or str(outdir / ((manifest.get("cameras") or {}).get("file") or "transforms.json"))
-        meta = manifest.get("editor") or {}
-        eta = _budget(manifest.get("eta"))
-        instruction = str(manifest.get("instruction") or "")
-        background = tuple((manifest.get("config") or {}).get("background") or (0.0, 0.0, 0.0))
-        views, source = manifest.get("views") or [], outdir / "manifest.json"
+        manifest = Manifest.read(outdir / MANIFEST_FILE)
+        raw_path = locate_raw_scene(manifest, outdir, raw_override)
+        protected_path = outdir / manifest.protected_scene.path
+        camera_source = cameras or str(outdir / manifest.cameras.file)
+        meta = manifest.editor
+        eta = _budget(manifest.eta)
+        instruction = manifest.instruction
+        background = recorded_background(manifest) or (0.0, 0.0, 0.0)
+        views, source = manifest.views, outdir / MANIFEST_FILE
     else:  # an evaluation directory without its protect output around it: trust report.json's sources
         sources = report.get("sources") or {}
         if not sources.get("raw") or not sources.get("protected"):
@@ -222,7 +204,7 @@ def _from_directory(
         meta = report.get("editor") or {}
         eta = _budget(report.get("eta"))
         instruction = str(report.get("instruction") or "")
-        background = (0.0, 0.0, 0.0)
+        background = (report.get("settings") or {}).get("background") or (0.0, 0.0, 0.0)
         views, source = [], None
     if report is not None:
         views, source = report.get("views") or [], report_path
@@ -243,10 +225,10 @@ def _from_directory(
         paths={"raw": raw_path, "protected": protected_path},
         cameras=rigs,
         instruction=instruction,
-        editor=_editor_reference(meta),
+        editor=editor_reference(meta),
         eta=eta,
         background=bg,
         views=[v for v in views if isinstance(v, dict) and "name" in v],
         metrics_source=str(source) if source else None,
-        untrained=bool(meta.get("untrained_test_model")),
+        editor_metadata=dict(meta) if isinstance(meta, dict) else {},
     )
