@@ -382,6 +382,7 @@ def _fake_hub_snapshot(cache: Path, repo_id: str, source: Path | None) -> Path:
 def test_offline_hub_id_loads_from_its_cached_snapshot(tmp_path, monkeypatch):
     """Offline, a hub id resolves to its cached snapshot through huggingface_hub, with no network."""
     cache = offline_hub(monkeypatch, tmp_path / "hub")
+    tiny_editor()
     tiny_dir = next(p for p in TINY_CACHE.iterdir() if (p / "model_index.json").is_file())
     snapshot = _fake_hub_snapshot(cache, "someone/tiny-ip2p", tiny_dir)
     found = locate_weights("someone/tiny-ip2p")
@@ -460,3 +461,22 @@ def test_loading_errors_name_what_went_wrong_in_one_line(raised, says):
     with pytest.raises(KeyError):  # anything else is a bug, not a user error: it propagates
         with loading_errors(found):
             raise KeyError("x")
+
+
+def test_a_new_editor_is_one_loader_and_one_registration(monkeypatch):
+    """What issue 16's `mini` editor does: register a loader; load_editor, the help text and the labels follow."""
+    from adlift.editors import EDITORS, editor_help, is_untrained, untrained_banner
+
+    monkeypatch.setattr(EDITORS, "_entries", dict(EDITORS._entries))  # leave the real registry as it was
+    tiny_editor()  # builds the saved tiny pipeline used as the "trained" weights
+    saved = next(p for p in TINY_CACHE.iterdir() if (p / "model_index.json").is_file())
+
+    @EDITORS.register("scratch", help="a trained stand-in (test only)")
+    def load_scratch(*, device=None, dtype=None, cache_dir=None) -> IP2PEditor:
+        return IP2PEditor.from_pretrained(saved, device=device, dtype=dtype, cache_dir=cache_dir, name="scratch")
+
+    ed = load_editor("scratch", device="cpu")
+    assert ed.name == "scratch" and ed.metadata()["editor"] == "scratch" and not ed.untrained
+    assert not is_untrained(ed.metadata()) and untrained_banner(ed) == ""
+    assert "scratch: a trained stand-in (test only)" in editor_help()
+    assert EDITORS.names()[-1] == "scratch"
