@@ -16,10 +16,11 @@ from PIL import Image
 
 from adlift.evaluate import load_clip, parse_purifications
 from adlift.evaluate.figures import save_grid, save_plots
-from adlift.evaluate.report import build_report, markdown_report, write_report
+from adlift.evaluate.report import ReportContext, build_report, markdown_report, write_report
 from adlift.evaluate.run import EvaluateConfig, evaluate, mean_of, pick_views
 from adlift.io.cameras import load_cameras
 from adlift.io.ply import read_ply
+from adlift.render.options import RenderOptions
 from tests.test_edit_cli import BUST, BUST_CAMS, run_cli
 from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixture)
 
@@ -93,16 +94,18 @@ def test_pick_views_and_means():
 def test_report_schema_figures_and_markdown(tmp_path):
     res = perturbed_run()
     info = {"available": False, "reason": "test"}
-    report = build_report(res, FAST, instruction=INSTRUCTION, editor_metadata=tiny_editor().metadata(),
-                          clip_info={"available": True, "model": "tiny", "untrained": True, "reason": None},
-                          lpips_info=info, sources={"raw": "r.ply", "protected": "p.ply", "cameras": "c", "manifest": None},
-                          files={"metrics.png": "plots"})  # fmt: skip
+    context = ReportContext(instruction=INSTRUCTION, editor=tiny_editor().metadata(),
+                            clip={"available": True, "model": "tiny", "untrained": True, "reason": None}, lpips=info,
+                            sources={"raw": "r.ply", "protected": "p.ply", "cameras": "c", "manifest": None},
+                            render=RenderOptions(width=32))  # fmt: skip
+    report = build_report(res, FAST, context, files={"metrics.png": "plots"})
     text = json.dumps(report, allow_nan=False)  # strict JSON: no Infinity / NaN anywhere
     for key in ("report_version", "adlift_version", "mode", "instruction", "captions", "eta", "editor", "clip",
                 "lpips", "settings", "summary", "views", "robustness", "files", "warning"):  # fmt: skip
         assert key in report, key
     assert report["editor"]["untrained_test_model"] is True and "untrained" in report["warning"]
-    assert report["settings"]["purifications"] == ["jpeg50", "noise4"]
+    assert report["settings"]["purifications"] == ["jpeg50", "noise4"] and report["render"]["width"] == 32
+    assert report["settings"]["eta"] == FAST.eta and report["settings"]["background"] == [0.0, 0.0, 0.0]
     assert report["views"][0]["lpips"] is None and "Infinity" not in text
     write_report(tmp_path, report)
     md = (tmp_path / "report.md").read_text()
@@ -116,6 +119,54 @@ def test_report_schema_figures_and_markdown(tmp_path):
     with Image.open(tmp_path / "metrics.png") as im:
         assert im.format == "PNG" and im.width > 500
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_every_reported_metric_is_declared_once():
+    """Every field evaluate() records has one METRICS entry (headers, format, meaning, tables)."""
+    from adlift.evaluate.columns import METRICS, TABLES, columns
+
+    res = perturbed_run()
+    keys = {k for r in res.views + res.robustness for k in r} - {"name", "split", "purification"}
+    assert keys <= set(METRICS.names()), sorted(keys - set(METRICS.names()))
+    assert all(columns(table) for table in TABLES)
+    assert METRICS.get("psnr").cell(math.inf) == "inf" and METRICS.get("lpips").cell(None) == "n/a"
+    assert METRICS.get("within_budget").cell(0.5) == "50.00%" and "psnr:" in METRICS.describe()
+
+
+def test_summary_table_lists_each_split(tmp_path):
+    from rich.console import Console
+
+    from adlift.evaluate.report import summary_table
+
+    res = perturbed_run()
+    context = ReportContext(instruction=INSTRUCTION, editor=tiny_editor().metadata(), clip={"untrained": True},
+                            lpips={}, sources={})  # fmt: skip
+    report = build_report(res, FAST, context, files={})
+    console = Console(width=200, record=True, file=open(tmp_path / "out.txt", "w"))  # noqa: SIM115
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "PSNR dB" in text and "│ train │" in text and "│ novel │" in text and "untrained" in text
+
+
+def test_inputs_resolve_from_a_manifest(tmp_path):
+    from adlift.errors import AdLiftError
+    from adlift.evaluate.inputs import EvaluateInputs
+    from tests.viewer_fixtures import fake_protect_outdir
+
+    out = fake_protect_outdir(tmp_path / "p", report=False)
+    r = EvaluateInputs(outdir=out).resolve()
+    assert r.raw == BUST and r.protected == out / "protected.ply" and r.cameras == str(out / "transforms.json")
+    assert r.editor == "tiny" and r.eta == pytest.approx(8 / 255) and r.instruction == INSTRUCTION
+    assert r.out == out / "evaluation" and r.background == (0.0, 0.0, 0.0) and r.manifest.instruction == INSTRUCTION
+    r = EvaluateInputs(outdir=out, eta=4 / 255, editor="ip2p", instruction="make it gold").resolve(
+        RenderOptions(background=(1.0, 1.0, 1.0)))  # fmt: skip
+    assert (r.eta, r.editor, r.instruction, r.background) == (4 / 255, "ip2p", "make it gold", (1.0, 1.0, 1.0))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["raw_scene"]["sha256"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AdLiftError, match="sha256 differs"):
+        EvaluateInputs(outdir=out).resolve()
+    assert EvaluateInputs(outdir=out, raw=BUST).resolve().raw == BUST  # --raw wins
 
 
 def test_bad_settings_are_rejected():
@@ -151,6 +202,7 @@ def test_evaluate_cli_on_a_protect_directory(tmp_path):
                    "2", "--purify", "jpeg75", hf_home=hf)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CLIP metrics unavailable" in proc.stdout and "nobody/no-such-clip" in proc.stdout
+    assert "train" in proc.stdout and "PSNR dB" in proc.stdout and "wrote" in proc.stdout  # the rich summary
     out = prot_dir / "evaluation"
     report = json.loads((out / "report.json").read_text())
     assert report["clip"]["available"] is False and "nobody/no-such-clip" in report["clip"]["reason"]
@@ -172,3 +224,8 @@ def test_evaluate_cli_errors(tmp_path):
         proc = run_cli("evaluate", *args, hf_home=hf)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for args, needle in [(("--purify", "bogus7"), "bad purification"), (("--eta", "2"), "budget must lie")]:
+        proc = run_cli("evaluate", str(tmp_path / "empty"), *args, hf_home=hf)  # a usage error, before anything runs
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and needle in proc.stderr, proc.stderr[-1500:]
+    proc = run_cli("evaluate", "--help", hf_home=hf)
+    assert proc.returncode == 0 and all(name in proc.stdout for name in ("jpeg", "blur", "resize", "noise", "tiny"))

@@ -20,6 +20,7 @@ import torch
 
 from adlift.errors import AdLiftError
 from adlift.evaluate.inputs import EvaluateInputs, ResolvedInputs
+from adlift.evaluate.report import ReportContext
 from adlift.evaluate.run import EvaluateConfig, EvaluationResult, evaluate
 from adlift.render.options import RenderOptions
 
@@ -131,43 +132,33 @@ def run_evaluation(
          f"{', '.join(f'{len(c)} {s}' for s, c in splits.items())} views, at most {config.views_per_split or 'all'} "
          f"per split; {len(config.purifications)} purifications)")  # fmt: skip
     result = evaluate(raw, protected, splits, resolved.instruction, editor, config, clip=clip, lpips=lpips)
-    sources = {"raw": resolved.raw, "protected": resolved.protected, "cameras": resolved.cameras,
-               "manifest": resolved.manifest_path}  # fmt: skip
-    report, files = write_evaluation(resolved.out, result, config, instruction=resolved.instruction,
-                                     editor_metadata=editor.metadata(), clip_info=clip_info, lpips_info=lpips_info,
-                                     sources=sources, render=render)  # fmt: skip
+    context = ReportContext(
+        instruction=resolved.instruction, editor=editor.metadata(), clip=clip_info, lpips=lpips_info, render=render,
+        sources={"raw": resolved.raw, "protected": resolved.protected, "cameras": resolved.cameras,
+                 "manifest": resolved.manifest_path},
+    )  # fmt: skip
+    report, files = write_evaluation(resolved.out, result, config, context)
     return EvaluationOutput(resolved, result, report, resolved.out, files)
 
 
 def write_evaluation(
-    out: Path,
-    result: EvaluationResult,
-    config: EvaluateConfig,
-    *,
-    instruction: str,
-    editor_metadata: dict,
-    clip_info: dict,
-    lpips_info: dict,
-    sources: dict,
-    render: RenderOptions | None = None,
+    out: Path, result: EvaluationResult, config: EvaluateConfig, context: ReportContext
 ) -> tuple[dict, dict[str, str]]:
     """grid_<split>.png, metrics.png, report.json and report.md into ``out``; (report, files)."""
     from adlift.editors.untrained import untrained_banner, untrained_note
     from adlift.evaluate.figures import save_grid, save_plots
     from adlift.evaluate.report import build_report, write_report
 
-    banner = untrained_banner(editor_metadata, "evaluation")
+    banner = untrained_banner(context.editor, "evaluation")
     files = {}
     for split, images in result.images.items():
         name = f"grid_{split}.png"
         save_grid(out / name, images, config.eta, split, banner)
         files[name] = f"{split} views: raw | protected | |diff| / eta | edit(raw) | edit(protected)"
-    title = f'"{instruction}" ({config.mode})' + untrained_note(editor_metadata, "evaluation")
+    title = f'"{context.instruction}" ({config.mode})' + untrained_note(context.editor, "evaluation")
     save_plots(out / "metrics.png", result.views, result.robustness, title)
     files["metrics.png"] = "metrics per view (train vs novel) and robustness per purification"
     files["report.md"] = "this report as tables"
-    report = build_report(result, config, instruction=instruction, editor_metadata=editor_metadata,
-                          clip_info=clip_info, lpips_info=lpips_info, sources=sources, files=files,
-                          render=render)  # fmt: skip
+    report = build_report(result, config, context, files)
     write_report(out, report)
     return report, files

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import tyro
 
-from adlift.attacks.pgd import Budget
+from adlift.attacks.pgd import format_budget, parse_budget
 from adlift.editors import editor_help
 from adlift.errors import AdLiftError
 from adlift.evaluate.clip_metrics import DEFAULT_CLIP
@@ -27,6 +27,28 @@ from adlift.protect.manifest import MANIFEST_FILE, Manifest
 
 if TYPE_CHECKING:
     from adlift.render.options import RenderOptions
+
+
+def _optional_budget(args: list[str]) -> float | None:
+    if args[0].strip().lower() in ("", "none", "manifest"):
+        return None
+    try:
+        return parse_budget(args[0])
+    except AdLiftError as e:
+        raise ValueError(str(e)) from None  # tyro turns ValueError into a usage error (exit 2), as for Budget
+
+
+#: A :data:`~adlift.attacks.pgd.Budget` that may be left to the manifest (None).
+OptionalBudget = Annotated[
+    Optional[float],
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1,
+        metavar="N/255|FLOAT",
+        instance_from_str=_optional_budget,
+        is_instance=lambda value: value is None or isinstance(value, float),
+        str_from_instance=lambda value: ["manifest" if value is None else format_budget(value)],
+    ),
+]
 
 
 @dataclasses.dataclass
@@ -48,7 +70,7 @@ class EvaluateInputs:
     instruction: Annotated[Optional[str], tyro.conf.arg(metavar="TEXT")] = None
     """The edit to test (default: the manifest's instruction)."""
 
-    eta: Annotated[Optional[Budget], tyro.conf.arg(metavar="N/255|FLOAT")] = None
+    eta: OptionalBudget = None
     """The protection budget, e.g. 8/255 (default: the manifest's, else 8/255)."""
 
     editor: Annotated[Optional[str], tyro.conf.arg(metavar="NAME|HUB_ID|DIR", help=editor_help(

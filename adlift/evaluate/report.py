@@ -29,6 +29,7 @@ identical images is written as null.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,19 +48,26 @@ REPORT_VERSION = 1
 UNTRAINED_CLIP = "CLIP is an untrained test model: its similarities are meaningless"
 
 
-def build_report(
-    result: EvaluationResult,
-    config: EvaluateConfig,
-    *,
-    instruction: str,
-    editor_metadata: dict,
-    clip_info: dict,
-    lpips_info: dict,
-    sources: dict,
-    files: dict,
-    render: object | None = None,
-) -> dict:
-    """The report as a JSON-ready dict (see the module docstring); ``render``: the RenderOptions used."""
+@dataclasses.dataclass
+class ReportContext:
+    """What a report records besides the result: the instruction, the models and the inputs."""
+
+    instruction: str
+    """The edit evaluated."""
+    editor: dict
+    """The editor's metadata (:meth:`~adlift.editors.ip2p.IP2PEditor.metadata`)."""
+    clip: dict
+    """{available, model, untrained, reason} of CLIP."""
+    lpips: dict
+    """{available, reason} of LPIPS."""
+    sources: dict
+    """{raw, protected, cameras, manifest}: what was read."""
+    render: object | None = None
+    """The :class:`~adlift.render.options.RenderOptions` used, if any."""
+
+
+def build_report(result: EvaluationResult, config: EvaluateConfig, context: ReportContext, files: dict) -> dict:
+    """The report as a JSON-ready dict (see the module docstring)."""
     import adlift
     from adlift.editors.untrained import is_untrained, untrained_record
 
@@ -71,25 +79,25 @@ def build_report(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(result.seconds, 3),
         "mode": config.mode,
-        "instruction": instruction,
+        "instruction": context.instruction,
         "captions": {"before": result.captions[0], "after": result.captions[1]},
         "eta": config.eta,
         "eta_255": config.eta * 255.0,
-        "sources": to_jsonable(sources),
-        "editor": editor_metadata,
-        "clip": clip_info,
-        "lpips": lpips_info,
+        "sources": to_jsonable(context.sources),
+        "editor": context.editor,
+        "clip": context.clip,
+        "lpips": context.lpips,
         "settings": settings,
-        **({"render": to_jsonable(render)} if render is not None else {}),
+        **({"render": to_jsonable(context.render)} if context.render is not None else {}),
         "summary": result.summary,
         "views": result.views,
         "robustness": result.robustness,
         "files": files,
     }
     warnings = []
-    if is_untrained(editor_metadata):
+    if is_untrained(context.editor):
         warnings.append(untrained_record("evaluation"))
-    if clip_info.get("untrained"):
+    if context.clip.get("untrained"):
         warnings.append(UNTRAINED_CLIP)
     if warnings:
         report["warning"] = "; ".join(warnings)
