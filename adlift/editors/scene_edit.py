@@ -290,9 +290,12 @@ class SceneEditRun:
         self.last_loss = float("nan")
 
     @property
-    def total_steps(self) -> int:
-        """Iterations of the whole edit: one per Gaussian step (at least one per round)."""
+    def total(self) -> int:
+        """Iterations of the whole edit: one per Gaussian step (at least one per round); the name
+        :class:`~adlift.protect.ProtectionRun` uses for its work units, so host loops treat both alike."""
         return self.config.rounds * max(1, self.config.gs_steps)
+
+    total_steps = total
 
     @property
     def finished(self) -> bool:

@@ -89,6 +89,8 @@ class AdLiftModel(Model):
         self.output_dir: Optional[Path] = None
         self.iterations_done = 0
         self.last_record: Dict[str, Any] = {}
+        self.run = None  # the AdLift run (ProtectionRun / SceneEditRun) once training starts
+        self.editor = None
 
     # ------------------------------------------------------------------ set-up by the pipeline
     def attach(self, train: NsCameras, novel: Optional[NsCameras], names: tuple, dataparser_transform, scale,
@@ -141,7 +143,8 @@ class AdLiftModel(Model):
 
     @property
     def total_iterations(self) -> int:
-        return 0
+        """Iterations of the whole run (its work units; 0 before it starts)."""
+        return self.run.total if self.run is not None else 0
 
     def train_step(self, step: int) -> Dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -219,7 +222,7 @@ class AdLiftModel(Model):
         return None
 
     def has_run(self) -> bool:
-        return False
+        return self.run is not None
 
     def restore_run(self, state: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -330,19 +333,14 @@ class AdLiftEditModelConfig(AdLiftModelConfig):
 
     _target: Type = field(default_factory=lambda: AdLiftEditModel)
     edit: SceneEditConfig = field(default_factory=lambda: SceneEditConfig(progress=False))
-    """Edit settings (as `adlift edit --mode 3d`; Instruct-GS2GS defaults); `checkpoint` and `progress`
-    are unused here."""
+    """Edit settings: the fields of `adlift edit --mode 3d` (Instruct-GS2GS defaults); the rasteriser and
+    background come from `--pipeline.model.backend` / `--pipeline.model.background`."""
 
 
 class AdLiftEditModel(AdLiftModel):
     """Holds the scene being edited; one training iteration = one Gaussian step (dataset update per round)."""
 
     config: AdLiftEditModelConfig
-
-    def populate_modules(self) -> None:
-        super().populate_modules()
-        self.run = None
-        self.editor = None
 
     def start_run(self) -> None:
         from adlift.editors import SceneEditRun
@@ -358,13 +356,6 @@ class AdLiftEditModel(AdLiftModel):
         )
         self.run = SceneEditRun(self.scene, self.train_cameras.to(self.device), self.editor, self.config.instruction, cfg)
 
-    @property
-    def total_iterations(self) -> int:
-        return self.run.total_steps if self.run is not None else 0
-
-    def current_scene(self) -> Optional[GaussianScene]:
-        return self.run.scene() if self.run is not None else self.scene
-
     def train_step(self, step: int) -> Dict[str, float]:
         if self.run is None or self.run.finished:
             return {}
@@ -377,11 +368,11 @@ class AdLiftEditModel(AdLiftModel):
             out["loss_after_round"] = float(info["round_record"]["loss_after_fit"])
         return out
 
+    def current_scene(self) -> Optional[GaussianScene]:
+        return self.run.scene() if self.run is not None else self.scene
+
     def run_state(self) -> Optional[dict]:
         return self.run.state_dict() if self.run is not None else None
-
-    def has_run(self) -> bool:
-        return self.run is not None
 
     def restore_run(self, state: dict) -> None:
         self.run.load_state_dict(state, "the nerfstudio checkpoint")
