@@ -410,12 +410,21 @@ class SceneEditRun:
                 f"{source} is a checkpoint of another edit (scene, cameras, instruction, editor or settings "
                 "differ); delete it or choose another output directory"
             )
+        try:
+            params = {k: state["params"][k].to(self.device, self.dtype) for k in self.params}
+            targets, originals = state["targets"].to(self.device), state["originals"].to(self.device)
+            history, done = list(state["history"]), int(state["round"])
+            if any(params[k].shape != self.params[k].shape for k in params) or targets.shape != self.targets.shape:
+                raise ValueError("tensor shapes differ")
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            why = " ".join(str(e).split())[:120]
+            raise AdLiftError(f"{source} is damaged ({e.__class__.__name__}: {why}); delete it to start over") from None
         with torch.no_grad():
-            for k in self.params:
-                self.params[k].copy_(state["params"][k])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.targets, self.originals = state["targets"].to(self.device), state["originals"].to(self.device)
-        self.history, self.round, self.k = list(state["history"]), int(state["round"]), 0
+            for k, v in params.items():
+                self.params[k].copy_(v)
+        self.targets, self.originals = targets, originals
+        self.history, self.round, self.k = history, done, 0
 
 
 def edit_scene(
