@@ -171,8 +171,8 @@ def summary_table(report: dict) -> "Table":
     table = Table(title=title, title_justify="left")
     table.add_column("split")
     table.add_column("views", justify="right")
-    for m in metrics:
-        table.add_column(m.short_header, justify="right")
+    for m in metrics:  # short headers fit 80 columns; ASCII ones only (consoles need not speak UTF-8)
+        table.add_column(m.short_header if m.short_header.isascii() else m.header, justify="right")
     for split, s in report["summary"].items():
         table.add_row(split, str(s.get("views", "")), *(format_cell(s.get(m.key), m.fmt) for m in metrics))
     if report.get("warning"):
