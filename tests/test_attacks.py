@@ -20,11 +20,11 @@ from adlift.attacks import (
     project_linf,
 )
 from adlift.errors import AdLiftError
-from tests.test_editors import rand_images, single_thread, tiny_editor  # noqa: F401  (fixture)
+from tests.helpers import rand_images, tiny_editor
 
 INSTRUCTION = "turn him into a clown"
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy-2 notes from diffusers' schedulers
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]  # numpy-2 notes from diffusers' schedulers
 
 
 def make_loss(**kw) -> AdversarialLoss:

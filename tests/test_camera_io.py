@@ -22,7 +22,7 @@ from adlift.rotations import matrix_to_quat, quat_to_matrix
 from adlift.io.gs_cameras import read_gs_cameras_json
 from adlift.io.nerfstudio import apply_dataparser_transform, read_transforms
 from adlift.scene import GaussianScene
-from tests.conftest import random_scene
+from tests.helpers import random_scene
 
 
 def project(cams: Cameras, points) -> torch.Tensor:

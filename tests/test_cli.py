@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from adlift.cli import main
 from adlift.io.ply import write_ply
-from tests.conftest import random_scene
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adlift", *args], capture_output=True, text=True, timeout=120)
+from tests.helpers import random_scene, run_cli
 
 
 def test_help_lists_commands_and_exits_zero():

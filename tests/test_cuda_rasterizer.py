@@ -22,7 +22,7 @@ from adlift import GaussianScene
 from adlift.cameras import orbit_cameras
 from adlift.render import render
 from adlift.render.gsplat_backend import gsplat_available
-from tests.test_render_parity import (
+from tests.helpers import (
     SEEDS,
     assert_grads_close,
     assert_images_close,

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,36 +11,9 @@ from PIL import Image
 
 from adlift.cli import main
 from adlift.io.ply import read_ply
-from tests.test_editors import TINY_CACHE, single_thread  # noqa: F401  (fixture)
+from tests.helpers import BUST, BUST_CAMS, run_cli, sha256
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-REPO = Path(__file__).resolve().parents[1]
-BUST = REPO / "scenes" / "bust" / "scene.ply"
-BUST_CAMS = REPO / "scenes" / "bust" / "transforms.json"
-
-
-def run_cli(*args: str, hf_home: Path) -> subprocess.CompletedProcess:
-    """``python -m adlift ARGS`` offline, with an empty hub cache and the session's tiny-model cache.
-
-    The first run that needs the tiny model builds it there (atomically); later runs reuse it.
-    """
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        HF_HOME=str(hf_home),
-        ADLIFT_CACHE_DIR=str(TINY_CACHE),
-        OMP_NUM_THREADS="1",  # see tests.test_editors.single_thread
-    )
-    env.pop("HF_HUB_CACHE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "adlift", *args], capture_output=True, text=True, timeout=300, env=env, cwd=REPO
-    )
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
 def test_edit_2d_with_tiny_editor_writes_views_sheet_and_metadata(tmp_path):
     out = tmp_path / "out2d"

@@ -6,74 +6,22 @@ built once per session into a temporary AdLift cache and loaded back with from_p
 
 from __future__ import annotations
 
-import atexit
-import functools
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach a model hub
-
-from adlift.editors import IP2PEditor, MissingWeightsError, load_editor  # noqa: E402
-from adlift.editors.weights import is_local_reference, locate_weights  # noqa: E402
-from adlift.errors import AdLiftError  # noqa: E402
+from adlift.editors import IP2PEditor, MissingWeightsError, load_editor
+from adlift.editors.weights import is_local_reference, locate_weights
+from adlift.errors import AdLiftError
+from tests.helpers import TINY_CACHE, fake_hub_snapshot, offline_hub, rand_images, tiny_editor
 
 REPO = Path(__file__).resolve().parents[1]
 BUST = REPO / "scenes" / "bust"
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy-2 notes from diffusers' schedulers
-
-#: AdLift cache shared by every test of the session (and the CLI subprocesses of test_edit_cli).
-TINY_CACHE = Path(tempfile.mkdtemp(prefix="adlift-tiny-cache-"))
-atexit.register(shutil.rmtree, TINY_CACHE, ignore_errors=True)
-
-
-@functools.cache
-def tiny_editor() -> IP2PEditor:
-    """The tiny editor, built and loaded once per test session."""
-    return load_editor("tiny", device="cpu", cache_dir=TINY_CACHE)
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Run torch on one thread in these tests (and in the modules that import this fixture).
-
-    These workloads are thousands of tiny ops; on 2 shared cores, OpenMP's spin-waiting turns
-    any CPU contention from other processes into a 10-20x slowdown, while one thread is as fast
-    as two on an idle machine.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def offline_hub(monkeypatch, cache: Path) -> Path:
-    """Point huggingface_hub at the hub cache ``cache``, offline. Its settings are read from the
-    environment once, at import, so tests set them on ``huggingface_hub.constants`` itself."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
-
-@pytest.fixture(autouse=True)
-def no_hub_network(monkeypatch):
-    """No test here may reach a model hub, whenever huggingface_hub was first imported."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-
-def rand_images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, h, w, generator=g)
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread", "no_hub_network")]  # numpy-2 notes from diffusers' schedulers
 
 
 # ---------------------------------------------------------------------- tokenizer and tiny model
@@ -363,28 +311,12 @@ def test_missing_hub_weights_via_load_editor_default(tmp_path, monkeypatch):
     assert str(tmp_path / "cache") in str(info.value) and "not in the cache" in str(info.value)
 
 
-def _fake_hub_snapshot(cache: Path, repo_id: str, source: Path | None) -> Path:
-    """The layout huggingface_hub's cache gives a downloaded repo: refs/main -> snapshots/<commit>/."""
-    import shutil
-
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    if source is not None:
-        shutil.copytree(source, snapshot)
-    else:
-        snapshot.mkdir(parents=True)
-    return snapshot
-
-
 def test_offline_hub_id_loads_from_its_cached_snapshot(tmp_path, monkeypatch):
     """Offline, a hub id resolves to its cached snapshot through huggingface_hub, with no network."""
     cache = offline_hub(monkeypatch, tmp_path / "hub")
     tiny_editor()
     tiny_dir = next(p for p in TINY_CACHE.iterdir() if (p / "model_index.json").is_file())
-    snapshot = _fake_hub_snapshot(cache, "someone/tiny-ip2p", tiny_dir)
+    snapshot = fake_hub_snapshot(cache, "someone/tiny-ip2p", tiny_dir)
     found = locate_weights("someone/tiny-ip2p")
     assert Path(found.source) == snapshot and found.kwargs == {"local_files_only": True}
     assert found.where == f"the hub cache {cache}"
@@ -393,7 +325,7 @@ def test_offline_hub_id_loads_from_its_cached_snapshot(tmp_path, monkeypatch):
     x = rand_images(1, 16, 16)
     torch.testing.assert_close(ed.edit(x, "snow", steps=2), tiny_editor().edit(x, "snow", steps=2))
     # A cached snapshot that is not a diffusers pipeline is named as such.
-    _fake_hub_snapshot(cache, "someone/not-a-pipeline", None)
+    fake_hub_snapshot(cache, "someone/not-a-pipeline", None)
     with pytest.raises(MissingWeightsError, match="has no model_index.json") as info:
         load_editor("someone/not-a-pipeline", device="cpu")
     assert "\n" not in str(info.value)

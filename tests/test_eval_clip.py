@@ -7,7 +7,9 @@ import torch
 
 from adlift.errors import AdLiftError
 from adlift.evaluate import DEFAULT_CLIP, MissingClipError, captions_for, load_clip
-from tests.test_editors import no_hub_network, offline_hub  # noqa: F401  (fixture)
+from tests.helpers import fake_hub_snapshot, offline_hub
+
+pytestmark = pytest.mark.usefixtures("no_hub_network")
 
 torch.set_num_threads(1)
 
@@ -148,13 +150,11 @@ def test_missing_hub_weights_offline(tmp_path, monkeypatch):
 
 
 def test_offline_hub_id_loads_a_cached_clip_snapshot(clip, tmp_path, monkeypatch):
-    from tests.test_editors import _fake_hub_snapshot
-
     cache = offline_hub(monkeypatch, tmp_path / "hub")
     saved = tmp_path / "saved"
     clip.model.save_pretrained(saved)
     clip.tokenizer.save_pretrained(saved)
-    _fake_hub_snapshot(cache, "someone/tiny-clip", saved)
+    fake_hub_snapshot(cache, "someone/tiny-clip", saved)
     loaded = load_clip("someone/tiny-clip")
     assert loaded.model_id == "someone/tiny-clip" and loaded.untrained
     x = _images()

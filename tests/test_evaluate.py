@@ -21,10 +21,9 @@ from adlift.evaluate.run import EvaluateConfig, evaluate, mean_of, pick_views
 from adlift.io.cameras import load_cameras
 from adlift.io.ply import read_ply
 from adlift.render.options import RenderOptions
-from tests.test_edit_cli import BUST, BUST_CAMS, run_cli
-from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixture)
+from tests.helpers import BUST, BUST_CAMS, run_cli, tiny_editor
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
 INSTRUCTION = "turn her into a clown"
 FAST = EvaluateConfig(steps=2, views_per_split=2, purifications=tuple(parse_purifications("jpeg50,noise4")),
@@ -151,7 +150,7 @@ def test_summary_table_lists_each_split(tmp_path):
 def test_inputs_resolve_from_a_manifest(tmp_path):
     from adlift.errors import AdLiftError
     from adlift.evaluate.inputs import EvaluateInputs
-    from tests.viewer_fixtures import fake_protect_outdir
+    from tests.helpers import fake_protect_outdir
 
     out = fake_protect_outdir(tmp_path / "p", report=False)
     r = EvaluateInputs(outdir=out).resolve()

@@ -28,22 +28,13 @@ from adlift.nerfstudio import (
     scene_from_splatfacto_state,
 )
 from adlift.protect import ProtectConfig, ProtectionRun, protect
-from tests.conftest import random_scene
 from tests.nerfstudio.scene_data import make_splatfacto_checkpoint
-from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixtures; single_thread is autouse)
+from tests.helpers import PickledCode, ns_export_properties, random_scene, tiny_editor
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
 REPO = Path(__file__).resolve().parents[1]
 BUST = REPO / "scenes" / "bust"
-
-
-#: The vertex properties `ns-export gaussian-splat` (nerfstudio 1.1.5, ply_color_mode sh_coeffs)
-#: writes for SH degree d, in order: nerfstudio/scripts/exporter.py, ExportGaussianSplat.main.
-def ns_export_properties(degree: int) -> list[str]:
-    rest = 3 * ((degree + 1) ** 2 - 1)
-    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(rest)]
-            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])  # fmt: skip
 
 
 def splatfacto_state(scene, prefix: str = "") -> dict:
@@ -101,18 +92,6 @@ def test_a_splatfacto_checkpoint_carrying_pickled_code_is_refused_unrun(tmp_path
         read_splatfacto_checkpoint(tmp_path)
     assert "\n" not in str(e.value)
     assert not marker.exists()
-
-
-class PickledCode:
-    """An object whose unpickling creates ``marker`` (stands in for arbitrary code)."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.mkdir, (str(self.marker),))
 
 
 # ---------------------------------------------------------------------------------- cameras

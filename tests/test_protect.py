@@ -22,14 +22,14 @@ from adlift.protect import ProtectConfig, SafeguardConfig, init_safeguard, prote
 from adlift.protect.manifest import Manifest
 from adlift.render import render
 from adlift.scene import GaussianScene
-from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixture)
+from tests.helpers import tiny_editor
 
 REPO = Path(__file__).resolve().parents[1]
 BUST = REPO / "scenes" / "bust"
 INSTRUCTION = "turn her into a clown"
 ETA = 8 / 255
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
 #: Small but real: every 4th training view and two novel views of the bust at 64x64.
 FAST = ProtectConfig(rounds=2, pgd_steps=5, fit_steps=6, replay=1, progress=False,

@@ -12,10 +12,9 @@ from PIL import Image
 
 from adlift.io.cameras import load_cameras
 from adlift.io.ply import read_ply
-from tests.test_edit_cli import BUST, BUST_CAMS, run_cli, sha256
-from tests.test_editors import single_thread  # noqa: F401  (fixture)
+from tests.helpers import BUST, BUST_CAMS, run_cli, sha256
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
 #: The cheapest real protection run: 32 px wide renders, 1 round, 2 PGD and 2 fitting steps per view.
 QUICK = ("--editor", "tiny", "--width", "32", "--rounds", "1", "--pgd-steps", "2", "--fit-steps", "2",
@@ -99,7 +98,7 @@ def test_protect_resume_rejects_a_checkpoint_of_another_run(tmp_path):
     from adlift.attacks import AdversarialLoss
     from adlift.commands.protect import ProtectCommand
     from adlift.protect import protect
-    from tests.test_editors import tiny_editor
+    from tests.helpers import tiny_editor
 
     out = tmp_path / "prot"
     cmd = ProtectCommand(scene=BUST, instruction="turn her into a clown", out=out, cameras=str(BUST_CAMS),
@@ -131,7 +130,7 @@ def test_protect_resume_refuses_a_checkpoint_carrying_pickled_code(tmp_path):
     one line, and the code never runs (weights_only loading)."""
     import torch
 
-    from tests.test_nerfstudio_support import PickledCode
+    from tests.helpers import PickledCode
 
     out = tmp_path / "prot"
     out.mkdir()

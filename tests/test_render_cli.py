@@ -9,9 +9,7 @@ import pytest
 from PIL import Image
 
 from adlift.cli import main
-from tests.test_cli import run_cli
-
-SCENES = Path(__file__).resolve().parents[1] / "scenes"
+from tests.helpers import SCENES, run_cli
 
 
 def test_render_bundled_scene_novel_views(tmp_path: Path):

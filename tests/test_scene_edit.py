@@ -15,9 +15,9 @@ from adlift.editors.scene_edit import _split_params, make_optimizer
 from adlift.errors import AdLiftError
 from adlift.render import render
 from adlift.scene import GaussianScene
-from tests.test_editors import single_thread, tiny_editor  # noqa: F401  (fixture)
+from tests.helpers import tiny_editor
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
 
 def tiny_scene(n: int = 300, seed: int = 0) -> GaussianScene:

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -29,10 +26,9 @@ from adlift.viewer.inputs import load_inputs
 from adlift.viewer.metrics import metrics_table, view_summary
 from adlift.viewer.panel import (GRID_CELLS, GRID_COLUMNS, PLACEHOLDER, ROW_CELLS, colour_scale, comparison_panel,
                                  difference_map, heatmap, panel_cell_boxes)  # fmt: skip
-from tests.test_editors import TINY_CACHE, single_thread  # noqa: F401  (autouse fixture: one torch thread)
-from tests.viewer_fixtures import BUST, BUST_CAMS, INSTRUCTION, fake_protect_outdir
+from tests.helpers import BUST, BUST_CAMS, INSTRUCTION, TINY_CACHE, fake_protect_outdir, free_port, run_cli
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,12 +40,6 @@ def outdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bust():
     return read_ply(BUST)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------- cameras
@@ -356,11 +346,6 @@ def test_app_serves_page_and_panel_without_browser(outdir):
     finally:
         app.stop()
     assert not app._thread.is_alive()
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adlift", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO)  # fmt: skip
 
 
 def test_view_help_and_one_line_errors(tmp_path, capsys):

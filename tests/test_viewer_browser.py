@@ -26,9 +26,7 @@ from adlift.render import render
 from adlift.viewer.app import ViewerApp, ViewerConfig
 from adlift.viewer.inputs import load_inputs
 from adlift.viewer.panel import GRID_CELLS, GRID_COLUMNS, PLACEHOLDER, panel_cell_boxes
-from tests.test_editors import TINY_CACHE
-from tests.test_viewer import free_port
-from tests.viewer_fixtures import fake_protect_outdir
+from tests.helpers import TINY_CACHE, fake_protect_outdir, free_port
 from viewers.headless import HeadlessChromium, find_chromium
 
 pytestmark = [

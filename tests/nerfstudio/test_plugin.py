@@ -26,8 +26,7 @@ except Exception as e:  # noqa: BLE001 - any failure to import means: not this e
 from adlift.io.cameras import load_cameras  # noqa: E402
 from adlift.io.ply import read_ply  # noqa: E402
 from tests.nerfstudio.scene_data import make_dataset, make_splatfacto_checkpoint  # noqa: E402
-from tests.test_editors import TINY_CACHE  # noqa: E402
-from tests.test_nerfstudio_support import ns_export_properties  # noqa: E402
+from tests.helpers import TINY_CACHE, ns_export_properties  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
