@@ -27,7 +27,7 @@ from tests.helpers import (
     assert_grads_close,
     assert_images_close,
     loss_weights,
-    random_scene,
+    parity_scene,
     render_with_grads,
 )
 
@@ -70,7 +70,7 @@ SIZES = [(300, 33, 17, 1), (3000, 128, 96, 3), (20000, 256, 200, 2)]
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"n{s[0]}-{s[1]}x{s[2]}-c{s[3]}")
 def test_values_and_gradients_match_torch_float64(seed, size, poisoned):
     n, width, height, n_cam = size
-    scene = random_scene(seed, n=n)
+    scene = parity_scene(seed, n=n)
     cams = orbit_cameras(n_cam, [0, 0, 0], 3.0, width=width, height=height)
     w = loss_weights(cams, seed)
     kw = {"background": (0.2, 0.3, 0.4)}
@@ -86,7 +86,7 @@ def test_values_and_gradients_match_torch_float64(seed, size, poisoned):
 @pytest.mark.parametrize("sh_degree", [0, 1, 2, 3])
 def test_every_sh_degree(sh_degree, poisoned):
     seed = int(torch.randint(0, 10_000, ()).item())
-    scene = random_scene(seed, n=1500)
+    scene = parity_scene(seed, n=1500)
     cams = orbit_cameras(2, [0, 0, 0], 2.5, width=80, height=64)
     w = loss_weights(cams, seed)
     kw = {"sh_degree": sh_degree}
@@ -100,7 +100,7 @@ def test_every_sh_degree(sh_degree, poisoned):
 
 
 def test_visibility_matches_torch():
-    scene = as_cuda(random_scene(5, n=4000))
+    scene = as_cuda(parity_scene(5, n=4000))
     cams = orbit_cameras(3, [0, 0, 0], 2.0, width=96, height=80).to("cuda")
     a, b = render(scene, cams, backend="cuda"), render(scene, cams, backend="torch")
     assert a.backend == "cuda" and a.visible.shape == b.visible.shape == (3, 4000)
@@ -113,7 +113,7 @@ def test_empty_and_culled_scenes_show_the_background():
     out = render(empty, cams, backend="cuda", background=(0.5, 0.25, 1.0))
     torch.testing.assert_close(out.rgb, torch.tensor([0.5, 0.25, 1.0], device="cuda")[None, :, None, None].expand_as(out.rgb))
     assert float(out.alpha.abs().max()) == 0.0
-    behind = as_cuda(random_scene(3, n=200))
+    behind = as_cuda(parity_scene(3, n=200))
     behind.means.data += 50.0  # far outside every view
     params = [t.detach().clone().requires_grad_() for t in behind.tensors().values()]
     out = render(GaussianScene(*params, check_finite=False), cams, backend="cuda")
@@ -123,8 +123,8 @@ def test_empty_and_culled_scenes_show_the_background():
 
 
 def split_scenes(seed: int, n_frozen: int = 6000, n_train: int = 1500):
-    frozen = random_scene(seed, n=n_frozen)
-    trainable = random_scene(seed + 1000, n=n_train)
+    frozen = parity_scene(seed, n=n_frozen)
+    trainable = parity_scene(seed + 1000, n=n_train)
     trainable.means.data *= 0.9
     return frozen, trainable
 
@@ -186,7 +186,7 @@ def test_split_through_other_backends_concatenates():
 def test_projection_rows_are_written_for_visible_gaussians(extension, poisoned):
     from adlift.render.cuda_backend import EPS2D, Projection, _scene_tensors
 
-    scene = as_cuda(random_scene(int(torch.randint(0, 10_000, ()).item()), n=5000))
+    scene = as_cuda(parity_scene(int(torch.randint(0, 10_000, ()).item()), n=5000))
     cams = orbit_cameras(2, [0, 0, 0], 2.0, width=100, height=70).to("cuda")
     proj = Projection.empty(2, 5000 + 7, torch.device("cuda"), poison=True)
     extension.project(*_scene_tensors(scene, torch.device("cuda")), cams.viewmats.float().contiguous(),
@@ -205,7 +205,7 @@ def test_matches_gsplat(seed):
 
     if tuple(int(v) for v in gsplat.__version__.split(".")[:2]) < (1, 5):
         pytest.skip("gsplat < 1.5 uses a different (3 sigma) screen box")
-    scene = as_cuda(random_scene(seed, n=5000))
+    scene = as_cuda(parity_scene(seed, n=5000))
     cams = orbit_cameras(3, [0, 0, 0], 3.0, width=160, height=120).to("cuda")
     w = loss_weights(cams, seed)
     ref_out, ref_grad = render_with_grads(scene, cams, "gsplat", w, background=(0.1, 0.2, 0.3))
@@ -216,7 +216,7 @@ def test_matches_gsplat(seed):
 
 
 def test_auto_prefers_the_cuda_backend():
-    scene = as_cuda(random_scene(2, n=100))
+    scene = as_cuda(parity_scene(2, n=100))
     cams = orbit_cameras(1, [0, 0, 0], 3.0, width=32, height=32).to("cuda")
     assert render(scene, cams).backend == "cuda"
 
