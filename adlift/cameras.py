@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 OPENGL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
+def camera_centers(viewmats: torch.Tensor) -> torch.Tensor:
+    """Camera centres [C, 3] in world coordinates from world-to-camera matrices [C, 4, 4]
+    (``-R^T t``; in the matrices' dtype)."""
+    rot = viewmats[:, :3, :3]
+    return -(rot.transpose(1, 2) @ viewmats[:, :3, 3:])[..., 0]
+
+
 @dataclasses.dataclass(eq=False)  # tensors have no truth value: compare with torch.testing, not ==
 class Cameras:
     """A batch of C pinhole cameras sharing one image size (OpenCV axes, world-to-camera)."""
@@ -140,9 +147,7 @@ class Cameras:
     @property
     def centers(self) -> torch.Tensor:
         """Camera centres in world coordinates [C, 3]."""
-        rot = self.viewmats[:, :3, :3]
-        t = self.viewmats[:, :3, 3:]
-        return -(rot.transpose(1, 2) @ t)[..., 0]
+        return camera_centers(self.viewmats)
 
     @property
     def fov_x(self) -> torch.Tensor:

@@ -1,7 +1,8 @@
-"""Rotations as numpy arrays: unit quaternions (w, x, y, z) <-> 3x3 matrices (float64).
+"""Rotations: quaternions (w, x, y, z) <-> 3x3 matrices, the one place their formulas live.
 
-Shared by the COLMAP reader/writer and the viewer's browser cameras. (The renderer's batched torch
-version is :func:`adlift.render.projection.quat_to_rotmat`.)
+:func:`quat_to_rotmat` (batched torch, differentiable) is used by the renderer's projection and the
+viewer's splats; :func:`quat_to_matrix` / :func:`matrix_to_quat` (one float64 numpy rotation) by the
+COLMAP reader/writer and the viewer's browser cameras.
 """
 
 from __future__ import annotations
@@ -9,16 +10,27 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [..., 3, 3] from quaternions [..., 4] (w, x, y, z), normalised here.
+
+    A zero quaternion gives the identity (every product term vanishes).
+    """
+    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [..., 4]
+    w, x, y, z = q.unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]  # fmt: skip
+    return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
 
 
 def quat_to_matrix(wxyz) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) -> rotation matrix [3, 3] (float64; the quaternion is normalised)."""
-    w, x, y, z = np.asarray(wxyz, dtype=np.float64) / np.linalg.norm(wxyz)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
+    """Quaternion (w, x, y, z) -> rotation matrix [3, 3] (float64 numpy; the quaternion is normalised)."""
+    return quat_to_rotmat(torch.as_tensor(np.asarray(wxyz, dtype=np.float64))).numpy()
 
 
 def matrix_to_quat(rot) -> np.ndarray:

@@ -165,9 +165,9 @@ def test_errors_are_adlift_errors():
 def test_registry_auto_prefers_highest_priority(monkeypatch):
     calls = []
 
-    def fake(scene, cameras, background, sh_degree, **kw):
-        calls.append(sh_degree)
-        return torch_backend.render_torch(scene, cameras, background, sh_degree, **kw)
+    def fake(scene, request):
+        calls.append(request.sh_degree)
+        return torch_backend.render_torch(scene, request)
 
     monkeypatch.setitem(api.BACKENDS._entries, "cuda", Entry("cuda", api.Backend("cuda", fake, lambda: True, priority=20), ""))
     out = render(make_scene(n=5), front_camera())

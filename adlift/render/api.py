@@ -20,8 +20,11 @@ Semantics shared by every backend (they are tested against each other):
 ``rgb`` is not clamped: it lies in [0, 1] whenever the SH colours and the background do (colours
 above 1 are possible with SH, exactly as in 3DGS/gsplat, and clamping would cut gradients).
 
-Backends register themselves with :func:`register_backend`; "auto" picks the available one with
-the highest priority: ``cuda`` (our kernels, when built) > ``gsplat`` (CUDA + gsplat importable) >
+A backend is one render function (:class:`RenderFn`: scene + :class:`RenderRequest` (cameras, SH
+degree, depth range, frozen set) -> :class:`Composited`, the images before background and depth
+normalisation) registered with :func:`register_backend`. :func:`render` validates the arguments,
+picks the backend and finishes the images (:func:`finish`) for all of them. "auto" picks the
+available one with the highest priority: ``cuda`` (our kernels, when built) > ``gsplat`` (CUDA + gsplat importable) >
 ``torch`` (always).
 """
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 
@@ -49,9 +53,52 @@ class RenderOutput:
     backend: str  # name of the backend that rendered
 
 
-#: A backend's render function: (scene, cameras, background [C, 3] | None, sh_degree,
-#: near_plane, far_plane) -> dict with rgb, alpha, depth, visible.
-RenderFn = Callable[..., dict]
+@dataclasses.dataclass
+class Composited:
+    """What a backend returns: the composited, *unfinished* images of C cameras.
+
+    :func:`finish` turns it into a :class:`RenderOutput` (background, expected depth) in one place,
+    so every backend gets the same finishing."""
+
+    rgb: torch.Tensor  # [C, 3, H, W] sum_i w_i c_i, no background
+    alpha: torch.Tensor  # [C, 1, H, W] 1 - final transmittance
+    depth_sum: torch.Tensor  # [C, 1, H, W] sum_i w_i z_i (not yet divided by alpha)
+    visible: torch.Tensor  # [C, N] bool (N: the Gaussians drawn; frozen rows first)
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderRequest:
+    """What :func:`render` asks a backend to draw, after validating it."""
+
+    cameras: Cameras  # C cameras (any device; the backend moves what it needs)
+    sh_degree: int  # SH degree to evaluate, 0..scene.sh_degree
+    near_plane: float = 0.01  # depth range (camera z) of the Gaussians drawn
+    far_plane: float = 1e10
+    # Gaussians drawn with the scene but without gradients (their rows first in ``visible``); only given
+    # to backends registered with ``supports_frozen=True`` (the others get the concatenation).
+    frozen: GaussianScene | None = None
+
+
+class RenderFn(Protocol):
+    """A backend's render function: ``render(scene, request) -> Composited`` in the scene's dtype and
+    on its device (the reference one is :func:`adlift.render.torch_backend.render_torch`).
+    Validation, the background and depth normalisation are done by :func:`render`, not here."""
+
+    def __call__(self, scene: GaussianScene, request: RenderRequest, /) -> Composited: ...
+
+
+#: Floor of alpha in the expected depth ``depth_sum / alpha`` (gsplat's "ED" mode).
+DEPTH_ALPHA_FLOOR = 1e-10
+
+
+def finish(images: Composited, background: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rgb [C, 3, H, W] with ``(1 - alpha) * background`` added, expected depth [C, 1, H, W]).
+
+    background: None (black) or [C, 3]. The one place every backend's images are finished."""
+    rgb = images.rgb
+    if background is not None:
+        rgb = rgb + (1.0 - images.alpha) * background.to(device=rgb.device, dtype=rgb.dtype)[:, :, None, None]
+    return rgb, images.depth_sum / images.alpha.clamp_min(DEPTH_ALPHA_FLOOR)
 
 
 @dataclasses.dataclass
@@ -67,8 +114,8 @@ class Backend:
     why_unavailable: Callable[[], str] = lambda: "not available on this machine"
     """One-line reason shown when the backend was asked for but cannot run."""
     supports_frozen: bool = False
-    """Its render function takes ``frozen=`` (a set drawn without gradients, e.g. cached); otherwise
-    :func:`render` concatenates the detached frozen set in front of the scene."""
+    """Its render function handles ``request.frozen`` (a set drawn without gradients, e.g. cached);
+    otherwise :func:`render` concatenates the detached frozen set in front of the scene."""
 
 
 #: Every render backend, registered in :mod:`adlift.render` (the one place its name is written).
@@ -172,26 +219,22 @@ def render(
             raise AdLiftError(f"the frozen set has SH degree {frozen.sh_degree}, below the {degree} rendered")
     chosen = resolve_backend(backend)
     bg = _background(background, len(cameras), scene.device, scene.dtype)
-    kwargs = {"near_plane": near_plane, "far_plane": far_plane}
+    request = RenderRequest(cameras, degree, near_plane, far_plane)
     if frozen is not None and chosen.supports_frozen:
-        out = chosen.render(scene, cameras, bg, degree, frozen=frozen, **kwargs)
-    else:
-        if frozen is not None:
-            scene = GaussianScene.concat([frozen.detach().to(device=scene.device, dtype=scene.dtype), scene])
-        out = chosen.render(scene, cameras, bg, degree, **kwargs)
-    return RenderOutput(out["rgb"], out["alpha"], out["depth"], out["visible"], chosen.name)
+        request = dataclasses.replace(request, frozen=frozen)
+    elif frozen is not None:
+        scene = GaussianScene.concat([frozen.detach().to(device=scene.device, dtype=scene.dtype), scene])
+    images = chosen.render(scene, request)
+    rgb, depth = finish(images, bg)
+    return RenderOutput(rgb, images.alpha, depth, images.visible, chosen.name)
 
 
 def render_images(
-    scene: GaussianScene,
-    cameras: Cameras,
-    *,
-    backend: str = "auto",
-    background: torch.Tensor | Sequence[float] | None = None,
-    progress: str | None = None,
+    scene: GaussianScene, cameras: Cameras, *, progress: str | None = None, backend: str = "auto", background=None
 ) -> torch.Tensor:
     """Images [C, 3, H, W] clamped to [0, 1], on the scene's device: one view at a time (memory
-    bounded by one image), without gradients. ``progress``: a tqdm description, or None for no bar."""
+    bounded by one image), without gradients. ``progress``: a tqdm description, or None for no bar;
+    ``backend``, ``background``: as for :func:`render`."""
     from tqdm.auto import tqdm
 
     images = []

@@ -25,10 +25,10 @@ import weakref
 import torch
 
 from adlift.cameras import Cameras
+from adlift.render.api import Composited, RenderRequest
 from adlift.render.cuda_build import probe
+from adlift.render.projection import EPS2D
 from adlift.scene import GaussianScene
-
-EPS2D = 0.3
 
 
 @dataclasses.dataclass
@@ -228,20 +228,17 @@ class _RenderFunction(torch.autograd.Function):
         return (*grads, None, None, None, None, None, None, None, None)
 
 
-def render_cuda(
-    scene: GaussianScene,
-    cameras: Cameras,
-    background: torch.Tensor | None,  # [C, 3] or None
-    sh_degree: int,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    frozen: GaussianScene | None = None,
-) -> dict[str, torch.Tensor]:
-    """Render ``scene`` (differentiable) in front of / among ``frozen`` (no gradients, cached).
+def render_cuda(scene: GaussianScene, request: RenderRequest) -> Composited:
+    """Render ``scene`` (differentiable) in front of / among ``request.frozen`` (no gradients, cached);
+    an :class:`adlift.render.api.RenderFn` registered with ``supports_frozen=True``.
 
-    Returns rgb [C, 3, H, W], alpha, depth [C, 1, H, W] in the scene's dtype and device, and
-    visible [C, Nf + N] (frozen rows first, as :meth:`GaussianScene.concat` would order them).
+    Returns rgb [C, 3, H, W] (no background), alpha, depth_sum [C, 1, H, W] in the scene's dtype
+    and device, and visible [C, Nf + N] (frozen rows first, as :meth:`GaussianScene.concat` would
+    order them).
     """
+    cameras, sh_degree, near_plane, far_plane, frozen = (
+        request.cameras, request.sh_degree, request.near_plane, request.far_plane, request.frozen
+    )  # fmt: skip
     out_device, out_dtype = scene.device, scene.dtype
     device = scene.device if scene.device.type == "cuda" else torch.device("cuda")
     width, height = cameras.width, cameras.height
@@ -255,8 +252,4 @@ def render_cuda(
         float(far_plane),
     )  # fmt: skip
     feats, alpha = feats.to(out_device, out_dtype), alpha.to(out_device, out_dtype)
-    rgb = feats[:, :3]
-    if background is not None:
-        rgb = rgb + (1.0 - alpha) * background.to(device=out_device, dtype=out_dtype)[:, :, None, None]
-    depth = feats[:, 3:4] / alpha.clamp_min(1e-10)
-    return {"rgb": rgb, "alpha": alpha, "depth": depth, "visible": visible.to(out_device)}
+    return Composited(rgb=feats[:, :3], alpha=alpha, depth_sum=feats[:, 3:4], visible=visible.to(out_device))

@@ -3,9 +3,12 @@
 Called with the settings that reproduce the ``torch`` backend's semantics::
 
     gsplat.rasterization(means, quats, exp(log_scales), sigmoid(opacity_logits), sh, viewmats, Ks,
-                         W, H, near_plane, far_plane, radius_clip=0, eps2d=0.3, sh_degree=d,
-                         packed=False, tile_size=16, backgrounds, render_mode="RGB+ED",
+                         W, H, near_plane, far_plane, radius_clip=0, eps2d=EPS2D, sh_degree=d,
+                         packed=False, tile_size=16, backgrounds=None, render_mode="RGB+D",
                          rasterize_mode="classic")
+
+("RGB+D": colours and the accumulated depth sum w z, without background; :func:`adlift.render.api.finish`
+adds the background and divides by alpha, as for every backend.)
 
 gsplat works in float32 on CUDA and returns [C, H, W, X]; this module converts to our
 [C, X, H, W] at the boundary and back to the scene's dtype/device (a CPU scene is moved to the
@@ -24,7 +27,8 @@ import importlib
 
 import torch
 
-from adlift.cameras import Cameras
+from adlift.render.api import Composited, RenderRequest
+from adlift.render.projection import EPS2D
 from adlift.scene import GaussianScene
 
 
@@ -49,28 +53,20 @@ def gsplat_unavailable_reason() -> str:
     return _probe()[1] or "available"
 
 
-def render_gsplat(
-    scene: GaussianScene,
-    cameras: Cameras,
-    background: torch.Tensor | None,  # [C, 3] or None
-    sh_degree: int,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-) -> dict[str, torch.Tensor]:
-    """Render through ``gsplat.rasterization``; same outputs and semantics as the torch backend."""
+def render_gsplat(scene: GaussianScene, request: RenderRequest) -> Composited:
+    """Render through ``gsplat.rasterization`` (an :class:`adlift.render.api.RenderFn`); same outputs
+    and semantics as the torch backend."""
     gsplat = _probe()[0]
     assert gsplat is not None, gsplat_unavailable_reason()
+    cameras = request.cameras
     out_device, out_dtype = scene.device, scene.dtype
     device = scene.device if scene.device.type == "cuda" else torch.device("cuda")
     f32 = {"device": device, "dtype": torch.float32}
     n_cam, width, height, n = len(cameras), cameras.width, cameras.height, scene.num_gaussians
     if n == 0:
         zeros = torch.zeros(n_cam, 1, height, width, device=out_device, dtype=out_dtype)
-        rgb = zeros.expand(n_cam, 3, height, width).clone()
-        if background is not None:
-            rgb = rgb + background.to(out_device, out_dtype)[:, :, None, None]
-        return {"rgb": rgb, "alpha": zeros, "depth": zeros.clone(),
-                "visible": torch.zeros(n_cam, 0, dtype=torch.bool, device=out_device)}  # fmt: skip
+        return Composited(rgb=zeros.expand(n_cam, 3, height, width).clone(), alpha=zeros, depth_sum=zeros.clone(),
+                          visible=torch.zeros(n_cam, 0, dtype=torch.bool, device=out_device))  # fmt: skip
 
     colors, alphas, meta = gsplat.rasterization(
         means=scene.means.to(**f32),
@@ -82,23 +78,19 @@ def render_gsplat(
         Ks=cameras.Ks.to(**f32),
         width=width,
         height=height,
-        near_plane=near_plane,
-        far_plane=far_plane,
+        near_plane=request.near_plane,
+        far_plane=request.far_plane,
         radius_clip=0.0,
-        eps2d=0.3,
-        sh_degree=sh_degree,
+        eps2d=EPS2D,
+        sh_degree=request.sh_degree,
         packed=False,
         tile_size=16,
-        backgrounds=None if background is None else background.to(**f32),
-        render_mode="RGB+ED",
+        backgrounds=None,
+        render_mode="RGB+D",
         rasterize_mode="classic",
-    )  # colors [C, H, W, 4] (rgb, expected depth), alphas [C, H, W, 1]
+    )  # colors [C, H, W, 4] (rgb, accumulated depth), alphas [C, H, W, 1]
     colors = colors.permute(0, 3, 1, 2).to(out_device, out_dtype)  # [C, 4, H, W]
     radii = meta["radii"]  # [C, N, 2] (gsplat >= 1.5) or [C, N] (1.4)
     visible = (radii > 0).all(dim=-1) if radii.dim() == 3 else radii > 0
-    return {
-        "rgb": colors[:, :3],
-        "alpha": alphas.permute(0, 3, 1, 2).to(out_device, out_dtype),
-        "depth": colors[:, 3:4],
-        "visible": visible.to(out_device),
-    }
+    return Composited(rgb=colors[:, :3], alpha=alphas.permute(0, 3, 1, 2).to(out_device, out_dtype),
+                      depth_sum=colors[:, 3:4], visible=visible.to(out_device))  # fmt: skip

@@ -16,12 +16,16 @@ Cameras are handled one at a time (a Python loop over C in the backend); Gaussia
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
+from adlift.rotations import quat_to_rotmat
+
 #: gsplat's alpha threshold: contributions below 1/255 are skipped.
 ALPHA_THRESHOLD = 1.0 / 255.0
+#: Low-pass dilation added to the 2D covariance's diagonal (px^2), the one value every backend uses
+#: (the torch projection, gsplat's ``eps2d`` and the CUDA kernels' argument).
+EPS2D = 0.3
 #: Upper bound of the Mahalanobis extent used for screen-space bounding boxes (gsplat >= 1.5).
 MAX_EXTENT = 3.33
 
@@ -37,21 +41,6 @@ class Projection:
     det: torch.Tensor  # [...] determinant of the dilated 2D covariance
 
 
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [..., 3, 3] from quaternions [..., 4] (w, x, y, z), normalised here.
-
-    A zero quaternion gives the identity (every product term vanishes).
-    """
-    q = quats / quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [..., 4]
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ]  # fmt: skip
-    return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
-
-
 def covariance_factor(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """``M = R S`` [..., 3, 3] with ``Sigma = M M^T``; quats [..., 4], scales [..., 3] (std devs)."""
     return quat_to_rotmat(quats) * scales[..., None, :]
@@ -64,7 +53,7 @@ def project_gaussians(
     K: torch.Tensor,  # [3, 3]
     width: int,
     height: int,
-    eps2d: float = 0.3,
+    eps2d: float = EPS2D,
 ) -> Projection:
     """EWA-project P Gaussians into one camera (see the module docstring).
 
@@ -139,14 +128,3 @@ def screen_radii(
     radii = torch.stack([rx, ry], dim=-1)
     radii = torch.where(valid[..., None], radii, torch.zeros_like(radii))
     return radii.to(torch.int32)
-
-
-def camera_centers(viewmats: torch.Tensor) -> torch.Tensor:
-    """Camera centres [C, 3] in world coordinates from world-to-camera matrices [C, 4, 4]."""
-    rot = viewmats[:, :3, :3]
-    return -(rot.transpose(1, 2) @ viewmats[:, :3, 3:])[..., 0]
-
-
-def num_tiles(width: int, height: int, tile_size: int) -> tuple[int, int]:
-    """Tile grid size (tiles_x, tiles_y)."""
-    return math.ceil(width / tile_size), math.ceil(height / tile_size)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import torch
 
-# Standard real SH normalisation constants (Sloan, "Stupid SH tricks"), as in 3DGS.
-SH_C0 = 0.28209479177387814
+from adlift.scene import SH_C0
+
+# Standard real SH normalisation constants (Sloan, "Stupid SH tricks"), as in 3DGS (SH_C0, the
+# degree-0 one, is defined with the scene model: colour = SH_C0 * dc + 0.5).
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 SH_C3 = (

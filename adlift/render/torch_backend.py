@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from adlift.cameras import Cameras
-from adlift.render.projection import camera_centers, covariance_factor, project_gaussians, screen_radii
+from adlift.cameras import camera_centers
+from adlift.render.api import Composited, RenderRequest
+from adlift.render.projection import EPS2D, covariance_factor, project_gaussians, screen_radii
 from adlift.render.rasterize import RasterSettings, composite, intersect_tiles
 from adlift.render.sh import sh_to_rgb
 from adlift.scene import GaussianScene
@@ -26,21 +27,15 @@ SETTINGS = RasterSettings()
 
 
 def render_torch(
-    scene: GaussianScene,
-    cameras: Cameras,
-    background: torch.Tensor | None,  # [C, 3] or None
-    sh_degree: int,
-    near_plane: float = 0.01,
-    far_plane: float = 1e10,
-    eps2d: float = 0.3,
-    settings: RasterSettings | None = None,
-) -> dict[str, torch.Tensor]:
-    """Render with the pure-PyTorch rasteriser.
+    scene: GaussianScene, request: RenderRequest, *, eps2d: float = EPS2D, settings: RasterSettings | None = None
+) -> Composited:
+    """Render with the pure-PyTorch rasteriser (an :class:`adlift.render.api.RenderFn`).
 
-    Returns rgb [C, 3, H, W], alpha [C, 1, H, W], depth [C, 1, H, W] (expected depth,
-    ``sum w z / alpha``) and visible [C, N] (bool).
+    Returns rgb [C, 3, H, W] (no background), alpha [C, 1, H, W], depth_sum [C, 1, H, W]
+    (``sum w z``) and visible [C, N] (bool).
     """
     settings = settings or SETTINGS
+    cameras, sh_degree, near_plane, far_plane = request.cameras, request.sh_degree, request.near_plane, request.far_plane
     device, dtype = scene.device, scene.dtype
     width, height = cameras.width, cameras.height
     viewmats = cameras.viewmats.to(device=device, dtype=dtype)  # [C, 4, 4]
@@ -79,8 +74,4 @@ def render_torch(
         )
     img = composite(rows, plan, settings)  # [C, 5, H, W]: rgb, depth, alpha
 
-    rgb, depth_sum, alpha = img[:, :3], img[:, 3:4], img[:, 4:5]
-    if background is not None:
-        rgb = rgb + (1.0 - alpha) * background.to(device=device, dtype=dtype)[:, :, None, None]
-    depth = depth_sum / alpha.clamp_min(1e-10)
-    return {"rgb": rgb, "alpha": alpha, "depth": depth, "visible": visible}
+    return Composited(rgb=img[:, :3], alpha=img[:, 4:5], depth_sum=img[:, 3:4], visible=visible)

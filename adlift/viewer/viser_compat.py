@@ -65,16 +65,11 @@ def splat_arrays(scene: GaussianScene) -> dict[str, np.ndarray]:
     (the view-independent DC colour) and opacities [N, 1], all float32."""
     import torch
 
+    from adlift.rotations import quat_to_rotmat
+
     with torch.no_grad():
         s = scene.detach().to("cpu", torch.float32)
-        q = s.normalized_quats
-        w, x, y, z = q.unbind(-1)
-        rot = torch.stack([
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ], dim=-1).reshape(-1, 3, 3)  # fmt: skip
-        m = rot * s.scales[:, None, :]  # R S
+        m = quat_to_rotmat(s.quats) * s.scales[:, None, :]  # R S
         cov = m @ m.transpose(1, 2)
         return {
             "centers": s.means.numpy(),
