@@ -33,16 +33,13 @@ import torch
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError, FileFormatError
 from adlift.io.torch_files import load_tensors
-from adlift.scene import GaussianScene
+from adlift.scene import SH_C0, GaussianScene
 
 #: Prefix of the Gaussian parameters in a splatfacto pipeline state dict.
 GAUSS_PREFIX = "_model.gauss_params."
 
 #: splatfacto parameter names.
 GAUSS_KEYS = ("means", "quats", "scales", "opacities", "features_dc", "features_rest")
-
-#: SH degree-0 constant (colour = C0 * dc + 0.5).
-SH_C0 = 0.28209479177387814
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.ckpt$")
 
