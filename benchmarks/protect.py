@@ -38,12 +38,12 @@ sys.path.insert(0, str(HERE))
 
 from render import PeakRSS, device_label, environment  # noqa: E402  (benchmarks/render.py)
 
-from adlift.attacks import AdversarialLoss, LossConfig  # noqa: E402
+from adlift.attacks import LOSSES, AdversarialLoss, loss_config  # noqa: E402
 from adlift.editors import load_editor  # noqa: E402
 from adlift.io.atomic import write_text_atomic  # noqa: E402
 from adlift.io.cameras import load_cameras  # noqa: E402
 from adlift.io.ply import read_ply  # noqa: E402
-from adlift.protect import ProtectConfig, SafeguardConfig, protect  # noqa: E402
+from adlift.protect import METHODS, ProtectConfig, SafeguardConfig, protect  # noqa: E402
 
 RESULTS = HERE / "results"
 BUST = HERE.parent / "scenes" / "bust"
@@ -124,23 +124,35 @@ def quality_part(args, loss) -> list[dict]:
     return rows
 
 
+#: Markdown columns of each part: (header, alignment, cell of a result row).
+COST_COLUMNS = [
+    ("N", "---:", lambda r: f"{r['gaussians']:,}"),
+    ("size", "---:", lambda r: f"{r['size']}^2"),
+    ("s / view", "---:", lambda r: f"{r['seconds_per_view']:.2f}"),
+    ("s / round (28 views)", "---:", lambda r: f"{r['seconds_per_round_28_views']:.0f}"),
+    ("peak MB", "---:", lambda r: str(r["peak_mb"])),
+]
+QUALITY_COLUMNS = [
+    ("method", "---", lambda r: r["method"]),
+    ("train loss raw -> prot", "---", lambda r: f"{r['train_loss_raw']:.4f} -> {r['train_loss_protected']:.4f}"),
+    ("train red.", "---:", lambda r: f"{r['train_reduction_pct']:.1f}%"),
+    ("novel red.", "---:", lambda r: f"{r['novel_reduction_pct']:.1f}%"),
+    ("novel share", "---:", lambda r: "-" if r["novel_share"] is None else f"{r['novel_share']:.2f}"),
+    ("PSNR", "---:", lambda r: f"{r['psnr_train']:.1f}"),
+    ("max L-inf/255", "---:", lambda r: f"{r['linf_255_max']:.1f}"),
+    ("within budget", "---:", lambda r: f"{100 * r['within_budget_min']:.2f}%"),
+    ("s", "---:", lambda r: f"{r['seconds']:.0f}"),
+]
+
+
+def markdown(columns, rows: list[dict]) -> list[str]:
+    """A markdown table of ``rows`` with ``columns`` = [(header, alignment, cell function)]."""
+    lines = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "|".join(c[1] for c in columns) + "|"]
+    return lines + ["| " + " | ".join(c[2](r) for c in columns) + " |" for r in rows]
+
+
 def tables(cost: list[dict], quality: list[dict]) -> str:
-    out = []
-    if cost:
-        out += ["| N | size | s / view | s / round (28 views) | peak MB |", "|---:|---:|---:|---:|---:|"]
-        out += [f"| {r['gaussians']:,} | {r['size']}^2 | {r['seconds_per_view']:.2f} | "
-                f"{r['seconds_per_round_28_views']:.0f} | {r['peak_mb']} |" for r in cost]  # fmt: skip
-        out.append("")
-    if quality:
-        out += ["| method | train loss raw -> prot | train red. | novel red. | novel share | PSNR | max L-inf/255 | "
-                "within budget | s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for r in quality:
-            share = "-" if r["novel_share"] is None else f"{r['novel_share']:.2f}"
-            out.append(
-                f"| {r['method']} | {r['train_loss_raw']:.4f} -> {r['train_loss_protected']:.4f} | "
-                f"{r['train_reduction_pct']:.1f}% | {r['novel_reduction_pct']:.1f}% | {share} | "
-                f"{r['psnr_train']:.1f} | {r['linf_255_max']:.1f} | {100 * r['within_budget_min']:.2f}% | {r['seconds']:.0f} |"
-            )
+    out = (markdown(COST_COLUMNS, cost) + [""] if cost else []) + (markdown(QUALITY_COLUMNS, quality) if quality else [])
     return "\n".join(out)
 
 
@@ -150,8 +162,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--part", choices=["cost", "quality", "both"], default="both")
     p.add_argument("--editor", default="tiny", help="tiny (untrained, offline), ip2p, a hub id or a directory")
     p.add_argument("--instruction", default="turn her into a clown")
-    p.add_argument("--loss", default="encoder", choices=["encoder", "unet", "pipeline"])
-    p.add_argument("--methods", nargs="+", default=["lifted-pgd", "fit2d", "direct"])
+    p.add_argument("--loss", default="encoder", choices=LOSSES.names(), help="loss kind, default settings")
+    p.add_argument("--methods", nargs="+", default=list(METHODS.names()), choices=METHODS.names())
     p.add_argument("--size", type=int, default=96, help="quality: render size")
     p.add_argument("--views", type=int, default=10, help="quality: training views (evenly spaced of 28)")
     p.add_argument("--counts", type=int, nargs="+", default=[6_575, 13_150, 26_300], help="cost: Gaussian counts")
@@ -176,7 +188,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     args.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     editor = load_editor(args.editor, device=args.device)
-    loss = AdversarialLoss(editor.surface, args.instruction, LossConfig(kind=args.loss))
+    loss = AdversarialLoss(editor.surface, args.instruction, loss_config(args.loss))
     env = environment(args.device)
     cost = cost_part(args, loss, PeakRSS()) if args.part in ("cost", "both") else []
     quality = quality_part(args, loss) if args.part in ("quality", "both") else []

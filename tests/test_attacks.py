@@ -10,7 +10,7 @@ import torch
 from adlift.attacks import (
     AdversarialLoss,
     EOTConfig,
-    LossConfig,
+    LOSSES,
     PGDConfig,
     PURIFICATIONS,
     apply_purification_kind,
@@ -19,6 +19,7 @@ from adlift.attacks import (
     pgd_step,
     project_linf,
 )
+from adlift.attacks.losses import LossSettings, loss_config, register_loss
 from adlift.errors import AdLiftError
 from tests.helpers import rand_images, tiny_editor
 
@@ -27,8 +28,8 @@ INSTRUCTION = "turn him into a clown"
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]  # numpy-2 notes from diffusers' schedulers
 
 
-def make_loss(**kw) -> AdversarialLoss:
-    return AdversarialLoss(tiny_editor().surface, INSTRUCTION, LossConfig(**kw))
+def make_loss(kind: str = "encoder", eot: EOTConfig | None = None, **kw) -> AdversarialLoss:
+    return AdversarialLoss(tiny_editor().surface, INSTRUCTION, loss_config(kind, **kw), eot)
 
 
 # ---------------------------------------------------------------------------------- budget maths
@@ -118,7 +119,7 @@ def test_gradient_truncation_stops_at_the_image():
 def test_sds_gradient_skips_the_unet_jacobian():
     """SDS: d loss / d z0 = eps_pred - noise exactly, measured on the latent with the same draws."""
     sf = tiny_editor().surface
-    loss = make_loss(kind="unet", unet_mode="sds")
+    loss = make_loss("unet", unet_mode="sds")
     x = rand_images(1, 16, 16)
     z = (sf.encode_image(x) * sf.scaling_factor).detach().requires_grad_(True)
     g = torch.Generator().manual_seed(3)
@@ -134,8 +135,8 @@ def test_sds_gradient_skips_the_unet_jacobian():
 
 def test_pipeline_checkpointing_gives_the_same_gradient():
     x = rand_images(1, 16, 16)
-    a = make_loss(kind="pipeline", pipeline_steps=2, gradient_checkpointing=True)
-    b = make_loss(kind="pipeline", pipeline_steps=2, gradient_checkpointing=False)
+    a = make_loss("pipeline", pipeline_steps=2, gradient_checkpointing=True)
+    b = make_loss("pipeline", pipeline_steps=2, gradient_checkpointing=False)
     va, ga = a.gradient(x, generator=torch.Generator().manual_seed(1))
     vb, gb = b.gradient(x, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(va, vb)
@@ -143,13 +144,58 @@ def test_pipeline_checkpointing_gives_the_same_gradient():
 
 
 @pytest.mark.parametrize(
-    "change",
-    [{"kind": "style"}, {"target": "image"}, {"kind": "pipeline", "target": "away"}, {"t_range": (0.9, 0.1)},
-     {"pipeline_steps": 0}, {"eot": EOTConfig(samples=-1)}, {"eot": EOTConfig(samples=1, transforms=("sepia",))}],
+    ("kind", "change"),
+    [("encoder", {"target": "image"}), ("pipeline", {"target": "away"}), ("pipeline", {"target": "image"}),
+     ("unet", {"t_range": (0.9, 0.1)}), ("unet", {"unet_mode": "x"}), ("pipeline", {"pipeline_steps": 0})],
 )  # fmt: skip
-def test_bad_loss_settings_are_rejected(change):
+def test_bad_loss_settings_are_rejected(kind, change):
     with pytest.raises(AdLiftError):
-        dataclasses.replace(LossConfig(), **change).validate()
+        dataclasses.replace(loss_config(kind), **change).validate()
+
+
+@pytest.mark.parametrize("eot", [EOTConfig(samples=-1), EOTConfig(samples=1, transforms=("sepia",))])
+def test_bad_eot_settings_are_rejected(eot):
+    with pytest.raises(AdLiftError):
+        make_loss(eot=eot)
+
+
+def test_the_loss_registry_is_the_one_source_of_kinds_and_options():
+    """Each kind is a config class in LOSSES with only its own options; unknown kinds are one-line errors."""
+    assert LOSSES.names() == ("encoder", "unet", "pipeline")
+    fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in LOSSES.items()}
+    assert "unet_mode" in fields["unet"] and "unet_mode" not in fields["encoder"] | fields["pipeline"]
+    assert "pipeline_steps" in fields["pipeline"] and "pipeline_steps" not in fields["encoder"] | fields["unet"]
+    assert "target" not in fields["unet"]
+    for name, cls in LOSSES.items():
+        assert cls.kind == name and cls().to_json()["kind"] == name
+    with pytest.raises(AdLiftError, match="unknown loss 'style'; choose one of: encoder, unet, pipeline"):
+        loss_config("style")
+    assert make_loss("unet", eot=EOTConfig(samples=2)).describe() == "unet(advdm)+eot2"
+    with pytest.raises(TypeError):
+        register_loss("not-a-config")(int)
+
+
+def test_a_new_loss_kind_is_one_class_and_one_registration():
+    """What docs/ARCHITECTURE.md's "where to add a loss" promises: AdversarialLoss needs nothing else."""
+    import torch
+
+    @dataclasses.dataclass
+    class MeanBrightness(LossSettings):
+        """Test loss: mean brightness."""
+
+        scale: float = 1.0
+
+        def compute(self, loss, x, reference, generator):
+            return self.scale * x.float().flatten(1).mean(1)
+
+    try:
+        register_loss("test-brightness")(MeanBrightness)
+        x = rand_images(2, 16, 16)
+        value, grad = make_loss("test-brightness", scale=2.0).gradient(x)
+        torch.testing.assert_close(value, 2.0 * x.flatten(1).mean(1))
+        torch.testing.assert_close(grad, torch.full_like(x, 2.0 / x[0].numel()))
+    finally:
+        LOSSES._entries.pop("test-brightness", None)
 
 
 def test_unreadable_target_image_is_a_clear_error(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adlift.attacks import AdversarialLoss, LossConfig
+from adlift.attacks import AdversarialLoss, EncoderLossConfig
 from adlift.errors import AdLiftError
 from adlift.io.cameras import load_cameras
 from adlift.io.ply import read_ply
@@ -49,7 +49,7 @@ def views():
 
 
 def encoder_loss() -> AdversarialLoss:
-    return AdversarialLoss(tiny_editor().surface, INSTRUCTION, LossConfig(kind="encoder"))
+    return AdversarialLoss(tiny_editor().surface, INSTRUCTION, EncoderLossConfig())
 
 
 @functools.cache
@@ -164,6 +164,23 @@ def test_history_has_one_record_per_view_and_round():
     assert len(result.history) == FAST.rounds * len(train)
     assert {h["round"] for h in result.history} == {1, 2}
     assert all(h["loss"] <= h["loss_start"] + 1e-6 for h in result.history)
+
+
+@pytest.mark.parametrize("method", ["lifted-pgd", "fit2d", "direct"])
+def test_the_recorded_loss_is_the_loss_of_the_target(method):
+    """A unit's record says the loss of the target the safeguard is fitted to (direct: of the protected
+    render), measured like the final metrics (evaluate: fixed noise), not that of an earlier iterate."""
+    from adlift.protect import ProtectionRun
+
+    train = views()[0][[0, 1]]
+    loss = encoder_loss()
+    run = ProtectionRun(bust(), train, loss, dataclasses.replace(FAST, method=method, rounds=1, pgd_steps=3))
+    record = run.step()
+    target = run.state.targets[0]
+    assert record["loss"] == float(loss.evaluate(target)[0])
+    assert record["loss"] < record["loss_start"]
+    if method != "direct":  # the target is the last PGD iterate: its loss is not the one before the last step
+        assert float((target - run.state.raw_renders[0:1]).abs().max()) <= FAST.eta + 1e-6
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -64,16 +65,51 @@ def test_protect_writes_one_standard_ply_manifest_cameras_and_preview(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (("--eta", "abc"), "eta"),
-        (("--eta", "0"), "eta"),
         (("--rounds", "0"), "rounds"),
         (("--cameras", "nowhere.json"), "nowhere.json"),
+        (("loss:encoder", "--loss.target", "image"), "target-image"),
     ],
 )
 def test_protect_bad_options_exit_2_with_one_line(tmp_path, extra, needle):
     out = tmp_path / "prot"
     assert_clean_error(protect_bust(out, *extra, hf_home=tmp_path / "hf"), needle)
     assert not (out / "protected.ply").exists()
+
+
+@pytest.mark.parametrize("extra", [("--eta", "abc"), ("--eta", "0"), ("loss:unet", "--loss.target", "gray")])
+def test_protect_unparsable_options_are_usage_errors(tmp_path, extra):
+    """Values tyro cannot parse (a budget that is no fraction, an option of another loss kind) are usage
+    errors: exit 2, tyro's message naming the option, no traceback, nothing written."""
+    out = tmp_path / "prot"
+    proc = protect_bust(out, *extra, hf_home=tmp_path / "hf")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert extra[-2].lstrip("-").split(".")[-1] in proc.stderr
+    assert not out.exists()
+
+
+def test_protect_options_are_the_library_config():
+    """adlift protect nests ProtectConfig / RenderOptions (no restated fields): the CLI parses into them,
+    with the library's defaults, and per-kind loss options arrive in that kind's config."""
+    import tyro
+
+    from adlift.attacks import EncoderLossConfig, UnetLossConfig
+    from adlift.commands.protect import ProtectCommand
+    from adlift.protect import ProtectConfig, SafeguardConfig
+    from adlift.render import RenderOptions
+
+    own = {f.name for f in dataclasses.fields(ProtectCommand)}
+    library = {f.name for c in (ProtectConfig, SafeguardConfig, RenderOptions) for f in dataclasses.fields(c)}
+    assert own & library == set(), own & library
+    base = ["scene.ply", "--instruction", "x", "--out", "o"]
+    cmd = tyro.cli(ProtectCommand, args=base)
+    assert cmd.protect == ProtectConfig() and cmd.render == RenderOptions()
+    assert isinstance(cmd.protect.loss, EncoderLossConfig)
+    cmd = tyro.cli(ProtectCommand, args=[*base, "--eta", "4/255", "--init", "sample", "--lr-sh", "0.01", "--width", "48",
+                                         "--eot.samples", "2", "loss:unet", "--loss.unet-mode", "sds"])  # fmt: skip
+    cfg = cmd.config()
+    assert cfg.eta == pytest.approx(4 / 255) and cfg.safeguard.init == "sample" and cfg.safeguard.lr_sh == 0.01
+    assert cfg.eot.samples == 2 and cfg.loss == UnetLossConfig(unet_mode="sds") and cmd.render.width == 48
+    assert cfg.checkpoint == Path("o") / "checkpoint.pt" and cfg.backend == "auto"
 
 
 def test_protect_refuses_to_overwrite_its_input(tmp_path):
@@ -101,8 +137,12 @@ def test_protect_resume_rejects_a_checkpoint_of_another_run(tmp_path):
     from tests.helpers import tiny_editor
 
     out = tmp_path / "prot"
+    from adlift.protect import ProtectConfig
+    from adlift.render import RenderOptions
+
     cmd = ProtectCommand(scene=BUST, instruction="turn her into a clown", out=out, cameras=str(BUST_CAMS),
-                         width=32, rounds=1, pgd_steps=2, fit_steps=2, replay=1, editor="tiny")  # fmt: skip
+                         protect=ProtectConfig(rounds=1, pgd_steps=2, fit_steps=2, replay=1),
+                         render=RenderOptions(width=32), editor="tiny")  # fmt: skip
     cfg = dataclasses.replace(cmd.config(), eta=4 / 255, progress=False, checkpoint_every=1)
     out.mkdir()
     cams = load_cameras(BUST_CAMS, split="train", width=32)[[0, 1]]
@@ -113,7 +153,7 @@ def test_protect_resume_rejects_a_checkpoint_of_another_run(tmp_path):
     def stop(done, total):
         raise Stop
 
-    loss = AdversarialLoss(tiny_editor().surface, cmd.instruction, cfg.loss)
+    loss = AdversarialLoss(tiny_editor().surface, cmd.instruction, cfg.loss, cfg.eot)
     with pytest.raises(Stop):
         protect(read_ply(BUST), cams, loss, cfg, on_unit=stop)
     assert cfg.checkpoint.exists() and isinstance(torch.load(cfg.checkpoint, weights_only=True), dict)
@@ -137,7 +177,7 @@ def test_protect_resume_refuses_a_checkpoint_carrying_pickled_code(tmp_path):
     marker = tmp_path / "marker"
     torch.save({"fingerprint": {}, "payload": PickledCode(marker)}, out / "checkpoint.pt")
     proc = protect_bust(out, "--resume", hf_home=tmp_path / "hf", cameras="orbit:2")
-    assert_clean_error(proc, "checkpoint.pt", "pickled Python objects")
+    assert_clean_error(proc, "checkpoint.pt", "Python objects")
     assert not marker.exists()
     assert not (out / "protected.ply").exists()
 

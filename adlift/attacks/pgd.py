@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Annotated
+from typing import Annotated, Optional
 
 import torch
 import tyro
@@ -22,44 +22,6 @@ from tqdm.auto import tqdm
 from adlift.attacks.losses import AdversarialLoss
 from adlift.errors import AdLiftError
 from adlift.image_metrics import check_images
-
-
-@dataclasses.dataclass
-class PGDConfig:
-    """L-infinity PGD settings."""
-
-    eta: float = 8 / 255
-    """Budget: the largest change of any pixel channel (in [0, 1] units; 8/255 is invisible)."""
-
-    steps: int = 50
-    """PGD iterations (each one loss gradient per EOT sample)."""
-
-    step_size: float = 2 / 255
-    """Size of the first sign step."""
-
-    step_size_final: float | None = None
-    """Size of the last step; steps decay geometrically in between. Default: step_size / 4."""
-
-    random_start: bool = True
-    """Start from a uniformly random point of the ball instead of the clean image."""
-
-    seed: int = 0
-    """Seed of the random start and of the loss' random draws."""
-
-    def validate(self) -> None:
-        if not 0.0 < self.eta <= 1.0:
-            raise AdLiftError(f"eta must lie in (0, 1], got {self.eta}")
-        if self.steps < 0:
-            raise AdLiftError(f"PGD steps must be >= 0, got {self.steps}")
-        if self.step_size <= 0 or (self.step_size_final is not None and self.step_size_final <= 0):
-            raise AdLiftError("PGD step sizes must be > 0")
-
-    def step_at(self, k: int) -> float:
-        """Step size of iteration k (0-based) of :attr:`steps`."""
-        final = self.step_size_final if self.step_size_final is not None else self.step_size / 4
-        if self.steps <= 1:
-            return self.step_size
-        return self.step_size * (final / self.step_size) ** (k / (self.steps - 1))
 
 
 def parse_budget(text: str | float, name: str = "budget") -> float:
@@ -104,6 +66,44 @@ Budget = Annotated[
         str_from_instance=lambda value: [format_budget(value)],
     ),
 ]
+
+
+@dataclasses.dataclass
+class PGDConfig:
+    """L-infinity PGD settings."""
+
+    eta: Budget = 8 / 255
+    """Budget: the largest change of any pixel channel (8/255 is invisible)."""
+
+    steps: int = 50
+    """PGD iterations (each one loss gradient per EOT sample)."""
+
+    step_size: Budget = 2 / 255
+    """Size of the first sign step."""
+
+    step_size_final: Optional[Budget] = None
+    """Size of the last step; steps decay geometrically in between. Default: step_size / 4."""
+
+    random_start: bool = True
+    """Start from a uniformly random point of the ball instead of the clean image."""
+
+    seed: int = 0
+    """Seed of the random start and of the loss' random draws."""
+
+    def validate(self) -> None:
+        if not 0.0 < self.eta <= 1.0:
+            raise AdLiftError(f"eta must lie in (0, 1], got {self.eta}")
+        if self.steps < 0:
+            raise AdLiftError(f"PGD steps must be >= 0, got {self.steps}")
+        if self.step_size <= 0 or (self.step_size_final is not None and self.step_size_final <= 0):
+            raise AdLiftError("PGD step sizes must be > 0")
+
+    def step_at(self, k: int) -> float:
+        """Step size of iteration k (0-based) of :attr:`steps`."""
+        final = self.step_size_final if self.step_size_final is not None else self.step_size / 4
+        if self.steps <= 1:
+            return self.step_size
+        return self.step_size * (final / self.step_size) ** (k / (self.steps - 1))
 
 
 def project_linf(

@@ -2,18 +2,24 @@
 
 Writes OUT/<name>.png per input image, OUT/comparison.png (original | protected | |diff|) and
 OUT/manifest.json (settings, editor, per-image loss before/after, L-infinity, PSNR).
+
+The options are the library's: :class:`~adlift.attacks.pgd.PGDConfig` (``--eta``, ``--steps``,
+``--step-size``, ``--seed``, ...), :class:`~adlift.attacks.eot.EOTConfig` (``--eot.samples``) and the
+loss kinds as subcommands (``loss:unet --loss.unet-mode sds``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import torch
 import tyro
 
+from adlift.attacks.eot import EOTConfig
+from adlift.attacks.losses import EncoderLossConfig, LossConfig
+from adlift.attacks.pgd import PGDConfig
 from adlift.editors import EditorRef
 from adlift.errors import AdLiftError
 
@@ -54,61 +60,42 @@ class ProtectImageCommand:
     out: Path
     """Output directory: protected PNGs (same names), comparison.png, manifest.json."""
 
-    eta: str = "8/255"
-    """L-infinity budget per pixel channel, as a fraction (8/255) or a number."""
+    pgd: Annotated[PGDConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=lambda: PGDConfig(steps=100))
+    """PGD budget, steps, step sizes and seed."""
 
-    steps: int = 100
-    """PGD iterations."""
+    eot: EOTConfig = dataclasses.field(default_factory=EOTConfig)
+    """Expectation over random purifications (JPEG, blur, resize, noise) of every loss gradient; off by default."""
 
-    step_size: str = "2/255"
-    """First sign step (decays to a quarter of it)."""
-
-    loss: Literal["encoder", "unet", "pipeline"] = "encoder"
-    """encoder (VAE latent, PhotoGuard), unet (noise prediction), pipeline (k denoising steps)."""
-
-    target: Literal["gray", "zero", "image", "away"] = "gray"
-    """encoder/pipeline target: gray, zero, image (--target-image) or away (encoder only)."""
-
-    target_image: Path | None = None
-    """Image to pull the editor toward when --target image."""
-
-    unet_mode: Literal["advdm", "sds"] = "advdm"
-    """unet loss variant."""
-
-    eot_samples: int = 0
-    """Average over this many random JPEG/blur/resize/noise purifications per step (0 = off)."""
+    loss: LossConfig = dataclasses.field(default_factory=EncoderLossConfig)  # type: ignore[valid-type]
+    """Adversarial loss: encoder (VAE latent, PhotoGuard), unet (noise prediction) or pipeline (k denoising
+    steps); each kind has its own options."""
 
     editor: EditorRef = "ip2p"  # type: ignore[valid-type]
     """The editor to protect against (help text: adlift.editors.EDITORS)."""
-
-    seed: int = 0
-    """Seed of the random start and the loss' random draws."""
 
     device: str | None = None
     """Torch device; default: cuda if available, else cpu."""
 
     def run(self) -> None:
-        from adlift.attacks import AdversarialLoss, EOTConfig, LossConfig, PGDConfig, image_pgd, parse_budget
+        from adlift.attacks import AdversarialLoss, describe_loss, image_pgd
         from adlift.editors import load_editor, untrained_record, warn_untrained
-        from adlift.io.atomic import write_text_atomic
         from adlift.image_metrics import linf_per_image, psnr_per_image
+        from adlift.io.json_safe import write_json_atomic
 
         files = collect_images(list(self.images))
         out_paths = [self.out / f"{f.stem}.png" for f in files]
         for src, dst in zip(files, out_paths):
             if dst.exists() and dst.resolve() == src.resolve():
                 raise AdLiftError(f"refusing to overwrite the input image {src}; choose another --out directory")
-        pgd = PGDConfig(eta=parse_budget(self.eta, "--eta"), steps=self.steps, step_size=parse_budget(self.step_size, "--step-size"),
-                        seed=self.seed)  # fmt: skip
+        pgd = self.pgd
         pgd.validate()
-        loss_cfg = LossConfig(kind=self.loss, target=self.target, target_image=self.target_image,
-                              unet_mode=self.unet_mode, eot=EOTConfig(samples=self.eot_samples))  # fmt: skip
-        loss_cfg.validate()
+        self.eot.validate()
+        self.loss.validate()
         images = [_read_image(f) for f in files]
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         editor = load_editor(self.editor, device=device)
         warn_untrained(editor)
-        loss = AdversarialLoss(editor.surface, self.instruction, loss_cfg)
+        loss = AdversarialLoss(editor.surface, self.instruction, self.loss, self.eot)
         self.out.mkdir(parents=True, exist_ok=True)
         records, originals, protected = [], [], []
         for f, img, dst in zip(files, images, out_paths):
@@ -129,17 +116,18 @@ class ProtectImageCommand:
         manifest = {
             **editor.metadata(),
             "instruction": self.instruction,
-            "loss": loss_cfg.describe(),
+            "loss": describe_loss(self.loss, self.eot),
             "eta": pgd.eta,
             "eta_255": pgd.eta * 255.0,
             "steps": pgd.steps,
             "step_size": pgd.step_size,
-            "seed": self.seed,
+            "seed": pgd.seed,
+            "config": {"pgd": pgd, "eot": self.eot, "loss": self.loss.to_json()},
             "images": records,
         }
         if editor.untrained:
             manifest["warning"] = untrained_record("protection")
-        write_text_atomic(self.out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+        write_json_atomic(self.out / "manifest.json", manifest)
         print(f"wrote {len(files)} protected image(s), comparison.png and manifest.json to {self.out}")
 
     def _write_comparison(self, originals, protected, names, eta: float, untrained: bool) -> None:

@@ -41,7 +41,7 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint", map_location: st
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" not in str(e).lower():
+        if "global" not in str(e).lower():  # no object to build (garbage bytes also fail "weights only")
             raise AdLiftError(f"{path}: cannot read the {what} (not a torch checkpoint); delete it to start over") from None
         raise AdLiftError(
             f"{path}: refused to load this {what}: it holds Python objects, not only tensors, numbers and "

@@ -44,6 +44,7 @@ from adlift.errors import AdLiftError
 from adlift.nerfstudio.splatfacto import cameras_from_nerfstudio, find_checkpoint, is_splatfacto_state
 from adlift.protect.config import ProtectConfig
 from adlift.protect.manifest import NerfstudioInfo
+from adlift.render.api import BACKENDS
 from adlift.scene import GaussianScene
 
 
@@ -66,7 +67,7 @@ class AdLiftModelConfig(ModelConfig):
     """The editor (help text: adlift.editors.EDITORS): a registered name, a hub id or a local dir."""
     width: Optional[int] = None
     """Render width of the training views (intrinsics rescaled, aspect kept); default: the dataset's."""
-    backend: Literal["auto", "torch", "gsplat", "cuda"] = "auto"
+    backend: BACKENDS.literal("auto") = "auto"  # type: ignore[valid-type]
     """AdLift rasteriser: auto = our CUDA kernels or gsplat on a GPU, the pure-PyTorch one on CPU."""
     background: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Background colour R G B in [0, 1]."""
@@ -233,9 +234,10 @@ class AdLiftProtectModelConfig(AdLiftModelConfig):
     """adlift-protect: Lifted PGD (or a baseline) on the dataset's training views."""
 
     _target: Type = field(default_factory=lambda: AdLiftProtectModel)
-    protect: ProtectConfig = field(default_factory=lambda: ProtectConfig(progress=False))
-    """Protection settings (as `adlift protect`); `checkpoint` and `progress` are unused here
-    (nerfstudio checkpoints and shows progress)."""
+    protect: ProtectConfig = field(default_factory=ProtectConfig)
+    """Protection settings: the fields of `adlift protect` (`--pipeline.model.protect.eta`, ...,
+    `pipeline.model.protect.loss:unet`); the rasteriser and background come from
+    `--pipeline.model.backend` / `--pipeline.model.background`, checkpoints and progress from nerfstudio."""
     save_safeguard: bool = False
     """Also write the safeguard Gaussians alone as safeguard.ply."""
 
@@ -245,11 +247,6 @@ class AdLiftProtectModel(AdLiftModel):
 
     config: AdLiftProtectModelConfig
 
-    def populate_modules(self) -> None:
-        super().populate_modules()
-        self.run = None
-        self.editor = None
-
     def protect_config(self) -> ProtectConfig:
         cfg = dataclasses.replace(self.config.protect, checkpoint=None, progress=False,
                                   backend=self.config.backend, background=tuple(self.config.background))  # fmt: skip
@@ -257,17 +254,17 @@ class AdLiftProtectModel(AdLiftModel):
         return cfg
 
     def start_run(self) -> None:
-        from adlift.attacks import AdversarialLoss
+        from adlift.attacks import AdversarialLoss, describe_loss, format_budget
         from adlift.protect import ProtectionRun
 
         if not self.config.instruction.strip():
             raise AdLiftError("--pipeline.model.instruction is empty; give the edit to protect against")
         cfg = self.protect_config()
         self.editor = self.load_editor()
-        loss = AdversarialLoss(self.editor.surface, self.config.instruction, cfg.loss)
+        loss = AdversarialLoss(self.editor.surface, self.config.instruction, cfg.loss, cfg.eot)
         CONSOLE.print(
-            f"adlift-protect: {self.scene.num_gaussians} Gaussians, {cfg.method}, loss {cfg.loss.describe()}, "
-            f"eta {cfg.eta * 255:.3g}/255, {len(self.train_cameras)} training views "
+            f"adlift-protect: {self.scene.num_gaussians} Gaussians, {cfg.method}, loss {describe_loss(cfg.loss, cfg.eot)}, "
+            f"eta {format_budget(cfg.eta)}, {len(self.train_cameras)} training views "
             f"({self.train_cameras.width}x{self.train_cameras.height}), "
             f"{len(self.novel_cameras) if self.novel_cameras is not None else 0} novel views"
         )
@@ -293,9 +290,6 @@ class AdLiftProtectModel(AdLiftModel):
 
     def run_state(self) -> Optional[dict]:
         return self.run.state.checkpoint_state() if self.run is not None else None
-
-    def has_run(self) -> bool:
-        return self.run is not None
 
     def restore_run(self, state: dict) -> None:
         self.run.state.restore(state, "the nerfstudio checkpoint")

@@ -32,7 +32,7 @@ import torch
 
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError, FileFormatError
-from adlift.io.torch_files import load_tensors
+from adlift.io.checkpoint import load_checkpoint
 from adlift.scene import SH_C0, GaussianScene
 
 #: Prefix of the Gaussian parameters in a splatfacto pipeline state dict.
@@ -101,7 +101,7 @@ def scene_from_splatfacto_state(pipeline_state: dict, source: str | Path = "chec
 def read_splatfacto_checkpoint(path: str | Path, step: int | None = None) -> GaussianScene:
     """Read the Gaussians of a splatfacto checkpoint (file, ``nerfstudio_models`` dir or run dir)."""
     file = find_checkpoint(path, step)
-    ckpt = load_tensors(file, "splatfacto checkpoint")  # weights_only: pickled objects are refused unrun
+    ckpt = load_checkpoint(file, "splatfacto checkpoint")  # weights_only: pickled objects are refused unrun
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("pipeline"), dict):
         raise FileFormatError(file, "not a nerfstudio checkpoint (no 'pipeline' state dict)")
     return scene_from_splatfacto_state(ckpt["pipeline"], file)

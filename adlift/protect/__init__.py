@@ -1,22 +1,25 @@
 """Protection: safeguard Gaussians optimised with Lifted PGD (or a baseline) against an editor.
 
-    from adlift.attacks import AdversarialLoss, LossConfig
+    from adlift.attacks import AdversarialLoss, EncoderLossConfig
     from adlift.protect import ProtectConfig, protect
-    loss = AdversarialLoss(editor.surface, "turn him into a clown", LossConfig(kind="encoder"))
-    result = protect(scene, train_cameras, loss, ProtectConfig(eta=8/255), novel_cameras=novel)
+    config = ProtectConfig(eta=8/255, loss=EncoderLossConfig(target="gray"))
+    loss = AdversarialLoss(editor.surface, "turn him into a clown", config.loss, config.eot)
+    result = protect(scene, train_cameras, loss, config, novel_cameras=novel)
     result.protected   # raw (frozen) + safeguard, one GaussianScene
     result.summary     # losses, PSNR, L-infinity on training and novel views
 
 Modules: :mod:`~adlift.protect.safeguard` (init, trainable groups), :mod:`~adlift.protect.engine`
 (shared state, fitting, checkpoints), :mod:`~adlift.protect.lifted` (Lifted PGD),
-:mod:`~adlift.protect.baselines` (fit2d, direct), :mod:`~adlift.protect.api` (``protect``),
+:mod:`~adlift.protect.baselines` (fit2d, direct), registered in :data:`~adlift.protect.methods.METHODS`,
+:mod:`~adlift.protect.api` (``protect``),
 :mod:`~adlift.protect.output` (the .ply + manifest.json a run writes), :mod:`~adlift.protect.manifest`
 (the typed manifest.json), :mod:`~adlift.protect.report` (the end-of-run summary table).
 """
 
 from adlift.protect.api import ProtectionRun, ProtectResult, protect, summarise, view_metrics
-from adlift.protect.config import METHODS, ProtectConfig
+from adlift.protect.config import ProtectConfig
 from adlift.protect.manifest import Manifest
+from adlift.protect.methods import METHODS, ProtectionMethod
 from adlift.protect.report import format_summary, print_summary, summary_table
 from adlift.protect.safeguard import GROUPS, SafeguardConfig, SafeguardInit, init_safeguard, split_opacity_logits
 
@@ -26,6 +29,7 @@ __all__ = [
     "Manifest",
     "ProtectConfig",
     "ProtectResult",
+    "ProtectionMethod",
     "ProtectionRun",
     "format_summary",
     "print_summary",

@@ -11,18 +11,11 @@ import torch
 from adlift.attacks.losses import AdversarialLoss
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
-from adlift.protect import baselines, lifted
-from adlift.protect.config import ProtectConfig
 from adlift.image_metrics import linf_per_image, psnr_per_image, within_budget_per_image
+from adlift.protect.config import ProtectConfig
 from adlift.protect.engine import ProtectionState, run_next_unit, run_units
+from adlift.protect.methods import METHODS
 from adlift.scene import GaussianScene
-
-#: method name -> (planner, unit runner)
-METHOD_IMPLEMENTATIONS = {
-    "lifted-pgd": (lifted.plan, lifted.run_view),
-    "fit2d": (baselines.plan_fit2d, baselines.run_fit2d),
-    "direct": (baselines.plan_direct, baselines.run_direct),
-}
 
 
 @dataclasses.dataclass
@@ -126,8 +119,8 @@ class ProtectionRun:
         self.loss = loss
         self.train_cameras = train_cameras
         self.state = ProtectionState(raw, train_cameras, loss, config)
-        self.planner, self.runner = METHOD_IMPLEMENTATIONS[config.method]
-        self.units = self.planner(self.state)
+        self.method = METHODS.get(config.method)
+        self.units = self.method.plan(self.state)
 
     @property
     def total(self) -> int:
@@ -147,7 +140,7 @@ class ProtectionRun:
         """Run the next unit; returns its record (loss, PSNR, L-infinity, seconds, ...)."""
         if self.finished:
             raise AdLiftError("the protection run has no units left")
-        return run_next_unit(self.state, self.units, self.runner)
+        return run_next_unit(self.state, self.units, self.method)
 
     def protected_scene(self) -> GaussianScene:
         """Frozen raw Gaussians followed by the current safeguard (detached)."""
@@ -196,5 +189,5 @@ def protect(
     makes the run resumable. ``raw`` is not modified.
     """
     run = ProtectionRun(raw, train_cameras, loss, config)
-    run_units(run.state, run.planner, run.runner, on_unit=on_unit)
+    run_units(run.state, run.method, on_unit=on_unit)
     return run.result(novel_cameras)

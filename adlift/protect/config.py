@@ -1,37 +1,51 @@
-"""Settings of a protection run (shared by Lifted PGD and the baselines)."""
+"""Settings of a protection run (shared by Lifted PGD and the baselines).
+
+:class:`ProtectConfig` is the one definition of the protection options: ``adlift protect`` nests it
+without a prefix (``--eta``, ``--rounds``, ``--init``, ``loss:unet --loss.unet-mode sds``) and the
+nerfstudio plugin nests it as ``--pipeline.model.protect.*``, so names, defaults and help text are
+written once, here. Fields the caller fills itself (rendering backend and background, checkpoint,
+progress) are hidden from the command line (``tyro.conf.Suppress``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Optional, Tuple
 
-from adlift.attacks.losses import LossConfig
+import tyro
+
+# The built-in protection methods register themselves in METHODS when imported.
+import adlift.protect.lifted  # noqa: F401  (lifted-pgd)
+import adlift.protect.baselines  # noqa: F401  (fit2d, direct)
+from adlift.attacks.eot import EOTConfig
+from adlift.attacks.losses import EncoderLossConfig, LossConfig
+from adlift.attacks.pgd import Budget
 from adlift.errors import AdLiftError
+from adlift.io.json_safe import to_jsonable
+from adlift.protect.methods import METHODS
 from adlift.protect.safeguard import SafeguardConfig
-
-Method = Literal["lifted-pgd", "fit2d", "direct"]
-METHODS: tuple[str, ...] = ("lifted-pgd", "fit2d", "direct")
+from adlift.render.api import BACKENDS
 
 
 @dataclasses.dataclass
 class ProtectConfig:
     """One protection run: method, budget, schedule, safeguard and loss."""
 
-    method: Method = "lifted-pgd"
+    method: METHODS.literal() = "lifted-pgd"  # type: ignore[valid-type]
     """lifted-pgd (AdLift), fit2d (PGD every view, then fit once) or direct (loss through the renderer)."""
 
-    eta: float = 8 / 255
-    """L-infinity budget around the raw render, in [0, 1] units (8/255 is invisible)."""
+    eta: Budget = 8 / 255
+    """L-infinity budget of the change of any rendered pixel (8/255 is invisible)."""
 
     rounds: int = 2
     """Outer rounds over all training views."""
 
     pgd_steps: int = 10
-    """Loss-gradient steps per view and round (every method gets this same editor budget)."""
+    """Loss-gradient (PGD) steps per view and round (every method gets this same editor budget)."""
 
-    step_size: float = 2 / 255
-    """First PGD step (sign step in image space); decays to step_size / 4 over a view's steps."""
+    step_size: Budget = 2 / 255
+    """First PGD sign step in image space; decays to a quarter of it over a view's steps."""
 
     gradient_blur: float = 0.0
     """Standard deviation (pixels) of a Gaussian blur applied to the loss gradient before the sign
@@ -44,38 +58,41 @@ class ProtectConfig:
     """Earlier views' targets rendered with the current one in each fitting step (anti-forgetting)."""
 
     budget_weight: float = 10.0
-    """Weight of the penalty on pixels leaving the budget around the raw render (fitting, direct)."""
+    """Weight of the penalty on rendered pixels leaving the budget around the raw render (fitting, direct)."""
 
     view_order: Literal["given", "shuffled"] = "given"
     """Order of the training views in a round: as given (neighbouring views in a row), or shuffled per round."""
 
-    safeguard: SafeguardConfig = dataclasses.field(default_factory=SafeguardConfig)
+    safeguard: Annotated[SafeguardConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=SafeguardConfig)
     """Safeguard initialisation and trainable groups."""
 
-    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
-    """Adversarial loss."""
+    eot: EOTConfig = dataclasses.field(default_factory=EOTConfig)
+    """Expectation over random purifications (JPEG, blur, resize, noise) of every loss gradient; off by default."""
+
+    loss: LossConfig = dataclasses.field(default_factory=EncoderLossConfig)  # type: ignore[valid-type]
+    """Adversarial loss: encoder (VAE latent, PhotoGuard), unet (noise prediction, AdvDM/SDS) or pipeline
+    (k denoising steps of the edit); each kind has its own options."""
 
     seed: int = 0
-    """Seed of every random draw: the same seed gives the same protection."""
-
-    backend: Literal["auto", "torch", "gsplat", "cuda"] = "auto"
-    """Rasteriser used for rendering and fitting."""
-
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Background colour R G B in [0, 1]."""
-
-    checkpoint: Path | None = None
-    """Where to save progress (atomically); an existing checkpoint of the same run is resumed."""
+    """Seed of every random draw: the same seed, settings and inputs give the same protected scene."""
 
     checkpoint_every: int = 4
     """Save the checkpoint after this many work units (views) and at the end of every round."""
 
-    progress: bool = True
+    backend: tyro.conf.Suppress[BACKENDS.literal("auto")] = "auto"  # type: ignore[valid-type]
+    """Rasteriser used for rendering and fitting (set from the command's render options)."""
+
+    background: tyro.conf.Suppress[Tuple[float, float, float]] = (0.0, 0.0, 0.0)
+    """Background colour R G B in [0, 1] (set from the command's render options)."""
+
+    checkpoint: tyro.conf.Suppress[Optional[Path]] = None
+    """Where to save progress (atomically); an existing checkpoint of the same run is resumed."""
+
+    progress: tyro.conf.Suppress[bool] = True
     """Show a progress bar with loss, PSNR and L-infinity."""
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise AdLiftError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        METHODS.check(self.method)
         if not 0.0 < self.eta <= 1.0:
             raise AdLiftError(f"eta must lie in (0, 1] (e.g. 8/255), got {self.eta}")
         for name in ("rounds", "pgd_steps", "checkpoint_every"):
@@ -88,25 +105,23 @@ class ProtectConfig:
             raise AdLiftError(f"gradient-blur must be >= 0, got {self.gradient_blur}")
         if self.step_size <= 0 or self.budget_weight < 0:
             raise AdLiftError("step-size must be > 0 and budget-weight >= 0")
-        if any(not 0.0 <= c <= 1.0 for c in self.background):
+        if len(self.background) != 3 or any(not 0.0 <= c <= 1.0 for c in self.background):
             raise AdLiftError(f"background colours must lie in [0, 1], got {self.background}")
+        if self.backend != "auto":
+            BACKENDS.check(self.backend)
         self.safeguard.validate()
+        self.eot.validate()
         self.loss.validate()
+
+    def to_json(self) -> dict:
+        """Every setting as plain JSON types; the loss with its ``kind`` (what manifest.json records)."""
+        doc = to_jsonable(self)
+        doc["loss"] = self.loss.to_json()
+        return doc
 
     def fingerprint(self) -> dict:
         """The settings a checkpoint must share with the run resuming it (JSON-serialisable)."""
-        d = to_jsonable(dataclasses.asdict(self))
+        doc = self.to_json()
         for key in ("checkpoint", "checkpoint_every", "progress", "backend"):
-            d.pop(key, None)
-        return d
-
-
-def to_jsonable(value):
-    """dataclass dicts with Paths and tuples -> plain JSON types."""
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+            doc.pop(key, None)
+        return doc

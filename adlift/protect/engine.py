@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -21,18 +22,20 @@ from tqdm.auto import tqdm
 from adlift.attacks.losses import AdversarialLoss
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
-from adlift.protect.config import ProtectConfig
 from adlift.protect.safeguard import SafeguardParams, init_safeguard
 from adlift.scene import GaussianScene
 
-#: Bumped when the checkpoint layout changes.
-CHECKPOINT_VERSION = 1
+if TYPE_CHECKING:
+    from adlift.protect.config import ProtectConfig
+    from adlift.protect.methods import ProtectionMethod
 
+#: Bumped when the checkpoint layout changes (2: per-kind loss configs, EOT beside the loss, weights_only).
+CHECKPOINT_VERSION = 2
 
-#: Record fields shown on the progress bar, and their labels: the adversarial loss at the end of the
-#: view's step (lifted-pgd, fit2d: of the PGD target the safeguard is fitted to; direct: of the render),
-#: then PSNR and L-infinity (/255) of the protected render against the raw one.
-PROGRESS_KEYS = {"loss": "loss", "psnr": "psnr", "linf_255": "linf_255"}
+#: Record fields shown on the progress bar: the adversarial loss of the view's result (lifted-pgd, fit2d:
+#: of the PGD target the safeguard is fitted to; direct: of the protected render), then PSNR and
+#: L-infinity (/255) of the protected render against the raw one.
+PROGRESS_FIELDS = ("loss", "psnr", "linf_255")
 
 
 def budget_excess(rgb: torch.Tensor, raw: torch.Tensor, eta: float) -> torch.Tensor:
@@ -165,18 +168,16 @@ class ProtectionState:
         }
 
     def save_checkpoint(self, path: Path) -> None:
-        from adlift.io.atomic import atomic_path
+        from adlift.io.checkpoint import save_checkpoint
 
-        state = self.checkpoint_state()
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(path, self.checkpoint_state())
 
     def load_checkpoint(self, path: Path) -> None:
         """Resume from a file of :meth:`save_checkpoint` (``weights_only``: a file carrying pickled objects is
         refused before anything in it runs)."""
-        from adlift.io.torch_files import load_tensors
+        from adlift.io.checkpoint import load_checkpoint
 
-        self.restore(load_tensors(path, "protection checkpoint"), path)
+        self.restore(load_checkpoint(path, "protection checkpoint"), path)
 
     def restore(self, state: dict, source: object = "the checkpoint") -> None:
         """Continue from :meth:`checkpoint_state` of the same run (AdLiftError for another run's)."""
@@ -193,16 +194,11 @@ class ProtectionState:
         self.seconds = float(state["seconds"])
 
 
-#: A method: (state) -> list of units; (state, unit) -> dict of numbers for the history and progress bar.
-Planner = Callable[[ProtectionState], list]
-UnitRunner = Callable[[ProtectionState, object], dict]
-
-
-def run_next_unit(state: ProtectionState, units: list, run_unit: UnitRunner) -> dict:
+def run_next_unit(state: ProtectionState, units: list, method: ProtectionMethod) -> dict:
     """Run unit ``units[state.units_done]``, time it, record it in the history; returns its record."""
     unit = units[state.units_done]
     tic = time.perf_counter()
-    record = run_unit(state, unit)
+    record = method.run_unit(state, unit)
     state.seconds += time.perf_counter() - tic
     record["seconds"] = round(time.perf_counter() - tic, 4)
     state.history.append(record)
@@ -212,12 +208,11 @@ def run_next_unit(state: ProtectionState, units: list, run_unit: UnitRunner) -> 
 
 def run_units(
     state: ProtectionState,
-    plan: Planner,
-    run_unit: UnitRunner,
+    method: ProtectionMethod,
     *,
     on_unit: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run ``plan(state)``'s units from ``state.units_done`` on, with progress and checkpoints.
+    """Run ``method.plan(state)``'s units from ``state.units_done`` on, with progress and checkpoints.
 
     ``on_unit(done, total)`` is called after each unit (after its checkpoint): tests use it to
     interrupt a run; a GUI could use it for progress.
@@ -226,16 +221,16 @@ def run_units(
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
         state.load_checkpoint(ckpt)
-    units = plan(state)
+    units = method.plan(state)
     total = len(units)
     bar = tqdm(total=total, initial=state.units_done, desc=cfg.method, unit="view", disable=not cfg.progress,
                dynamic_ncols=True)  # fmt: skip
     try:
         while state.units_done < total:
-            record = run_next_unit(state, units, run_unit)
+            record = run_next_unit(state, units, method)
             bar.update(1)
-            bar.set_postfix({PROGRESS_KEYS[k]: (f"{v:.4g}" if isinstance(v, float) else v)
-                             for k, v in record.items() if k in PROGRESS_KEYS})  # fmt: skip
+            bar.set_postfix({k: (f"{record[k]:.4g}" if isinstance(record[k], float) else record[k])
+                             for k in PROGRESS_FIELDS if k in record})  # fmt: skip
             last_of_round = state.units_done == total or record.get("end_of_round", False)
             if ckpt is not None and (state.units_done % cfg.checkpoint_every == 0 or last_of_round):
                 state.save_checkpoint(ckpt)

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import torch
 
+from typing import TYPE_CHECKING
+
 from adlift.attacks.pgd import PGDConfig, pgd_step, project_linf
-from adlift.protect.engine import ProtectionState
+from adlift.protect.methods import METHODS, ProtectionMethod
+
+if TYPE_CHECKING:
+    from adlift.protect.engine import ProtectionState
 
 
-def view_order(state: ProtectionState, round_index: int) -> list[int]:
+def view_order(state: "ProtectionState", round_index: int) -> list[int]:
     """Training views of one round: as given, or a per-round permutation fixed by the seed."""
     n = len(state.views)
     if state.config.view_order == "given":
@@ -40,7 +45,7 @@ def smooth_gradient(grad: torch.Tensor, sigma: float) -> torch.Tensor:
     return kornia.filters.gaussian_blur2d(grad, (k, k), (sigma, sigma), border_type="reflect")
 
 
-def plan(state: ProtectionState) -> list[tuple[int, int, bool]]:
+def plan(state: "ProtectionState") -> list[tuple[int, int, bool]]:
     """Units (round, view, last of its round) for every round and view."""
     units = []
     for r in range(state.config.rounds):
@@ -49,22 +54,30 @@ def plan(state: ProtectionState) -> list[tuple[int, int, bool]]:
     return units
 
 
-def run_view(state: ProtectionState, unit: tuple[int, int, bool]) -> dict:
-    """One view of one round: truncated-gradient PGD to a target, then fitting with replay."""
+def run_view(state: "ProtectionState", unit: tuple[int, int, bool]) -> dict:
+    """One view of one round: truncated-gradient PGD to a target, then fitting with replay.
+
+    The record's ``loss_start`` is the loss of the PGD start (the current protected render, inside the
+    budget) and ``loss`` the loss of the target the safeguard is then fitted to, both measured with
+    :meth:`~adlift.attacks.losses.AdversarialLoss.evaluate` (fixed noise, no EOT: comparable between
+    views and rounds, and drawing nothing from the run's generator); ``psnr`` / ``linf_255`` are those
+    of the protected render after fitting."""
     r, v, last = unit
     cfg = state.config
     schedule = PGDConfig(eta=cfg.eta, steps=cfg.pgd_steps, step_size=cfg.step_size)
     raw = state.raw_renders[v : v + 1]  # [1, 3, H, W]
     x = project_linf(state.render_protected([v]), raw, cfg.eta)  # detached: gradient truncation
     reference = raw if state.loss.needs_reference else None
-    start = None
+    start = float(state.loss.evaluate(x, reference)[0])
     for k in range(cfg.pgd_steps):
-        value, grad = state.loss.gradient(x, reference, state.generator)
+        _, grad = state.loss.gradient(x, reference, state.generator)
         grad = smooth_gradient(grad, cfg.gradient_blur)
-        start = float(value[0]) if start is None else start
         x = pgd_step(x, grad, raw, cfg.eta, schedule.step_at(k))
     state.targets[v] = x.detach()
+    target_loss = float(state.loss.evaluate(state.targets[v], reference)[0])
     fit_l1 = state.fit(v, cfg.fit_steps)
-    record = {"round": r + 1, "view": state.cameras.names[v], "loss_start": start, "loss": float(value[0]),
-              "fit_l1": fit_l1, **state.view_quality(v), "end_of_round": last}  # fmt: skip
-    return record
+    return {"round": r + 1, "view": state.cameras.names[v], "loss_start": start, "loss": target_loss,
+            "fit_l1": fit_l1, **state.view_quality(v), "end_of_round": last}  # fmt: skip
+
+METHODS.add("lifted-pgd", ProtectionMethod(plan, run_view),
+            help="AdLift: truncated-gradient PGD per view, lifted into the safeguard by fitting with replay")  # fmt: skip

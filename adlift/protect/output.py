@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from adlift.attacks.losses import describe_loss
 from adlift.cameras import Cameras
 from adlift.editors.untrained import is_untrained, untrained_banner, untrained_note, untrained_record
 from adlift.image_metrics import difference_image
 from adlift.io.checksum import file_sha256
-from adlift.io.json_safe import to_jsonable
 from adlift.protect.api import ProtectResult
 from adlift.protect.config import ProtectConfig
 from adlift.protect.manifest import (
@@ -117,10 +117,10 @@ def write_protection(
         ),
         instruction=instruction,
         editor=dict(editor_metadata),
-        loss=config.loss.describe(),
+        loss=describe_loss(config.loss, config.eot),
         method=config.method,
         eta=config.eta,
-        config=to_jsonable(config),
+        config=config.to_json(),
         cameras=CamerasInfo(
             file="transforms.json",
             source=cameras_source,
