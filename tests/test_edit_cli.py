@@ -168,3 +168,37 @@ def test_edit_options_are_the_library_configs(capsys):
         assert f"{name}: {' '.join(EDITORS.entry(name).help.split())}" in text
     for option in ("--steps", "--batch-size", "--width", "--backend", "--background", "--t-lower", "--lr-means"):
         assert option in text
+
+
+def test_edit_outputs_library_writes_the_files_and_schema(tmp_path):
+    """adlift.editors.outputs: what `adlift edit` and `ns-train adlift-edit` write, in-process."""
+    from adlift.editors import write_edit_outputs
+    from adlift.editors.outputs import ply_comment
+    from adlift.scene import GaussianScene
+
+    g = torch.Generator().manual_seed(0)
+    originals, edited = torch.rand(2, 3, 16, 24, generator=g), torch.rand(2, 3, 16, 24, generator=g)
+    meta = {"editor": "tiny", "model": "tiny(seed=0)", "untrained_test_model": True}
+    scene = GaussianScene.from_activated(means=torch.randn(5, 3, generator=g), rgb=torch.rand(5, 3, generator=g),
+                                         scales=torch.full((5, 3), 0.1), opacities=torch.full((5,), 0.5))  # fmt: skip
+    doc = write_edit_outputs(tmp_path, instruction="turn him into a clown ü", mode="3d", editor_metadata=meta,
+                             names=["a", "b"], originals=originals, edited=edited, scene=scene, targets=edited,
+                             record={"seed": 3, "path": tmp_path})  # fmt: skip
+    on_disk = json.loads((tmp_path / "edit.json").read_text())
+    assert on_disk == json.loads(json.dumps(doc, default=str))
+    assert on_disk["width"] == 24 and on_disk["height"] == 16 and on_disk["views"] == ["a", "b"]
+    assert on_disk["seed"] == 3 and on_disk["path"] == str(tmp_path) and on_disk["num_gaussians"] == 5
+    assert on_disk["warning"].startswith("untrained test model") and on_disk["editor"] == "tiny"
+    assert set(on_disk["files"]) == {"scene", "original", "targets", "edited", "before_after"}
+    for sub in ("original", "targets", "edited"):
+        assert sorted(p.name for p in (tmp_path / sub).iterdir()) == ["a.png", "b.png"]
+    assert Image.open(tmp_path / "before_after.png").convert("RGB").getpixel((1, 1)) == (200, 0, 0)
+    assert read_ply(tmp_path / "edited.ply").num_gaussians == 5
+    comment = ply_comment("adlift edit", "make it \U0001f921\nnow", meta)
+    assert comment.isascii() and "\n" not in comment and "untrained test model" in comment
+    # A trained editor: no warning, no banner.
+    out = tmp_path / "trained"
+    doc = write_edit_outputs(out, instruction="x", mode="2d", editor_metadata={"editor": "ip2p", "model": "m"},
+                             names=["a", "b"], originals=originals, edited=edited)  # fmt: skip
+    assert "warning" not in doc and set(doc["files"]) == {"original", "edited", "before_after"}
+    assert Image.open(out / "before_after.png").convert("RGB").getpixel((1, 1)) != (200, 0, 0)

@@ -184,6 +184,12 @@ def test_3d_edit_checkpoint_holds_only_plain_data_and_pickled_objects_never_run(
     with pytest.raises(AdLiftError, match="refused"):
         load_checkpoint(ckpt)
     assert not marker.exists()
+    # Plain data of this run but damaged: one line, not a traceback.
+    damaged = dict(state)
+    del damaged["optimizer"]
+    torch.save(damaged, ckpt)
+    with pytest.raises(AdLiftError, match="damaged"):
+        edit_scene(scene, cams, tiny_editor(), "make it snow", cfg)
 
 
 class _RunsCode:
