@@ -1,8 +1,9 @@
 """The pure-PyTorch renderer: exact semantics, gradients, edge cases and memory bounds.
 
 Most value checks compare against ``reference_render`` below, an independent, deliberately naive
-implementation written from the 3DGS equations (scipy rotations, explicit J W Sigma W^T J^T, a
-loop over Gaussians in depth order vectorised over all pixels, no tiles).
+implementation written from the 3DGS equations (scipy rotations, explicit J W Sigma W^T J^T, its
+own real SH basis from the associated Legendre functions, a loop over Gaussians in depth order
+vectorised over all pixels, no tiles).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from adlift import AdLiftError, Cameras, GaussianScene
 from adlift.cameras import intrinsics_matrix, orbit_cameras
 from adlift.render import api, available_backends, contact_sheet, render, save_images, torch_backend
 from adlift.render import rasterize as rz
-from adlift.render.sh import SH_C0, sh_basis
+from adlift.render.sh import sh_basis
 
 F64 = torch.float64
+#: The degree-0 real SH constant, 1 / (2 sqrt(pi)) (this file's own; the renderer's lives in adlift.scene).
+SH_C0 = 0.5 / math.sqrt(math.pi)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -66,7 +69,7 @@ def reference_render(scene: GaussianScene, cameras: Cameras, background=None, sh
     q = scene.quats.detach().double().numpy()
     scales = np.exp(scene.log_scales.detach().double().numpy())
     opac = torch.sigmoid(scene.opacity_logits.detach().double()).numpy()
-    sh = scene.sh.detach().double()
+    sh = scene.sh.detach().double().numpy()
     rot = Rotation.from_quat(q[:, [1, 2, 3, 0]]).as_matrix()  # scipy: scalar-last
     sigma3 = rot @ (scales[:, :, None] ** 2 * np.transpose(rot, (0, 2, 1)))  # [N, 3, 3]
     W, H = cameras.width, cameras.height
@@ -77,8 +80,8 @@ def reference_render(scene: GaussianScene, cameras: Cameras, background=None, sh
         K = cameras.Ks[c].double().numpy()
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         centre = -V[:3, :3].T @ V[:3, 3]
-        basis = sh_basis(deg, torch.from_numpy(_unit(means - centre)))  # [N, (deg+1)^2]
-        colours = torch.clamp_min((basis[:, :, None] * sh[:, : (deg + 1) ** 2]).sum(1) + 0.5, 0).numpy()
+        basis = reference_sh_basis(deg, _unit(means - centre))  # [N, (deg+1)^2]
+        colours = np.maximum((basis[:, :, None] * sh[:, : (deg + 1) ** 2]).sum(1) + 0.5, 0)
         T = np.ones((H, W))
         done = np.zeros((H, W), bool)
         rgb, dep = np.zeros((3, H, W)), np.zeros((H, W))
@@ -119,6 +122,39 @@ def reference_render(scene: GaussianScene, cameras: Cameras, background=None, sh
 
 def _unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def reference_sh_basis(degree: int, dirs: np.ndarray) -> np.ndarray:
+    """Real spherical harmonics Y_l^m, l <= degree, m = -l..l, at unit directions [N, 3] -> [N, (degree+1)^2].
+
+    Written from the textbook definition, independently of :mod:`adlift.render.sh`:
+    ``Y_l^0 = K_l^0 P_l^0(z)``, ``Y_l^m = sqrt(2) K_l^m P_l^m(z) cos(m phi)`` and
+    ``Y_l^-m = sqrt(2) K_l^m P_l^m(z) sin(m phi)`` (m > 0), ``K_l^m = sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!)``,
+    with the Condon-Shortley phase in the associated Legendre functions ``P_l^m`` (this gives the
+    3DGS signs: ``-C1 y, C1 z, -C1 x`` for degree 1). ``P_l^m(z) = Q_l^m(z) sin^m(theta)`` with
+    ``Q_m^m = (-1)^m (2m-1)!!``, ``Q_{m+1}^m = (2m+1) z Q_m^m`` and
+    ``(l-m) Q_l^m = (2l-1) z Q_{l-1}^m - (l+m-1) Q_{l-2}^m``; ``sin^m(theta) e^{i m phi} = (x + i y)^m``.
+    """
+    x, y, z = dirs[:, 0], dirs[:, 1], dirs[:, 2]
+    q = {}  # (l, m) -> Q_l^m(z)
+    for m in range(degree + 1):
+        q[m, m] = (-1) ** m * math.prod(range(1, 2 * m, 2)) * np.ones_like(z)
+        if m + 1 <= degree:
+            q[m + 1, m] = (2 * m + 1) * z * q[m, m]
+        for l in range(m + 2, degree + 1):
+            q[l, m] = ((2 * l - 1) * z * q[l - 1, m] - (l + m - 1) * q[l - 2, m]) / (l - m)
+    out = []
+    for l in range(degree + 1):
+        for m in range(-l, l + 1):
+            a = abs(m)
+            k = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - a) / math.factorial(l + a))
+            if m == 0:
+                out.append(k * q[l, 0])
+                continue
+            phase = (x + 1j * y) ** a  # sin^|m|(theta) e^{i |m| phi}
+            trig = phase.real if m > 0 else phase.imag
+            out.append(math.sqrt(2) * k * q[l, a] * trig)
+    return np.stack(out, axis=-1)
 
 
 @pytest.fixture
@@ -320,6 +356,9 @@ def test_sh_basis_is_orthonormal_and_follows_the_3dgs_convention():
         -0.5900435899266435 * x * (x * x - 3 * y * y),
     ]  # fmt: skip
     torch.testing.assert_close(sh_basis(3, d)[0], torch.tensor(want, dtype=F64), atol=1e-12, rtol=0)
+    # ... and the reference renderer's own basis, written from the definition, agrees everywhere.
+    np.testing.assert_allclose(reference_sh_basis(3, dirs.numpy()), Y.numpy(), atol=1e-12, rtol=0)
+    np.testing.assert_allclose(reference_sh_basis(3, d.numpy())[0], want, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("tile", [8, 16], indirect=True)
