@@ -74,7 +74,7 @@ class EditCommand:
     def run(self) -> None:
         from rich.console import Console
 
-        from adlift.editors import load_editor, warn_untrained
+        from adlift.editors import load_editor, untrained_note, warn_untrained, write_edit_outputs
         from adlift.io.cameras import load_cameras
         from adlift.io.ply import read_ply
 
@@ -118,8 +118,6 @@ class EditCommand:
             **extra.pop("record", {}),
             "seconds": round(time.perf_counter() - tic, 3),
         }
-        from adlift.editors import untrained_note, write_edit_outputs
-
         write_edit_outputs(self.out, instruction=self.instruction, mode=self.mode, editor_metadata=editor.metadata(),
                            names=list(cameras.names), originals=originals, edited=edited, record=record,
                            protect=(self.scene,), **extra)  # fmt: skip
