@@ -66,8 +66,8 @@ def load_editor(
 def editor_help(default_note: str = "") -> str:
     """The help text of every ``--editor`` option: the registered names with their help, then hub ids/dirs."""
     names = "; ".join(EDITORS.describe().splitlines())
-    text = (f"{names}; or any compatible hub id or local directory written by save_pretrained (hub weights must "
-            "be cached, HF_HOME, or downloadable)")  # fmt: skip
+    text = (f"{names}; or any compatible hub id (from the hub cache, HF_HOME, else downloaded) or local "
+            "directory written by save_pretrained")  # fmt: skip
     return f"{text}. {default_note}" if default_note else text
 
 
