@@ -369,3 +369,18 @@ def test_view_command_prints_url_and_stops(outdir):
     assert "Traceback" not in proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith("adlift view:"))
     assert f"http://127.0.0.1:{port}" in line and "raw, protected" in line and "32 cameras" in line
+
+
+def test_view_command_nests_viewer_config_and_render_options():
+    """adlift view's options are ViewerConfig's and RenderOptions' fields: --width is the panel width."""
+    from adlift.commands.view import DEFAULT_WIDTH, ViewCommand
+    from adlift.render.options import RenderOptions
+    from adlift.viewer.app import ViewerConfig
+
+    cfg = ViewCommand(inputs=(BUST,), render=RenderOptions(width=64, backend="torch", device="cpu")).config()
+    assert (cfg.render_width, cfg.backend, cfg.device) == (64, "torch", "cpu")
+    assert ViewCommand(inputs=(BUST,), viewer=ViewerConfig(steps=3)).config().render_width == DEFAULT_WIDTH
+    with pytest.raises(AdLiftError, match="--height"):
+        ViewCommand(inputs=(BUST,), render=RenderOptions(height=64)).config()
+    with pytest.raises(AdLiftError, match="--steps"):
+        ViewCommand(inputs=(BUST,), viewer=ViewerConfig(steps=0)).config()
