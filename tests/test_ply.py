@@ -614,13 +614,13 @@ def test_ascii_cut_mid_row(tmp_path):
 @pytest.mark.parametrize(
     "row,edit,expected",
     [
-        (1, lambda r: r.replace(b" ", b" abc ", 1), "vertex row 1: 'abc' for property 'y' is not a number"),
-        (2, lambda r: r + b" 1.0", "vertex row 2 has 1 value(s) more than the header declares"),
+        (1, lambda r: r.replace(b" ", b" abc ", 1), "vertex row 1: the value of property 'y' is not a valid float"),
+        (2, lambda r: r + b" 1.0", "vertex row 2 has more values than the header declares"),
         (0, lambda r: r.split(b" ", 1)[1], "vertex row 0 ends before property 'rot_3' (too few values)"),
         (1, lambda r: b"", "vertex row 1 ends before property 'x' (too few values)"),
-        (2, lambda r: r.replace(b" ", b",", 1), "is not a number"),
-        (0, lambda r: r.replace(b" ", b" 0x1f ", 1), "vertex row 0: '0x1f' for property 'y' is not a number"),
-        (0, lambda r: r.replace(b" ", b" \xc3\xa9 ", 1), "for property 'y' is not a number"),
+        (2, lambda r: r.replace(b" ", b",", 1), "vertex row 2: the value of property 'x' is not a valid float"),
+        (0, lambda r: r.replace(b" ", b" 0x1f ", 1), "vertex row 0: the value of property 'y' is not a valid float"),
+        (0, lambda r: r.replace(b" ", b" \xc3\xa9 ", 1), "vertex row 0: the value of property 'y' is not a valid float"),
     ],
 )
 def test_ascii_malformed_rows(tmp_path, row, edit, expected):
@@ -641,9 +641,10 @@ def test_ascii_integer_out_of_range(tmp_path):
     header, body = path.read_bytes().split(b"end_header\n")
     assert body.startswith(b"1 ")
     fx.write_file(path, header + b"end_header\n300" + body[1:])
-    assert read_error(path).problem == "vertex row 0: 300 for property 'red' is not a uchar integer"
+    problem = read_error(path).problem
+    assert problem == "element 'vertex': a value is out of range of its type (Python integer 300 out of bounds for uint8)"
     fx.write_file(path, header + b"end_header\n1.5" + body[1:])
-    assert read_error(path).problem == "vertex row 0: 1.5 for property 'red' is not a uchar integer"
+    assert read_error(path).problem == "vertex row 0: the value of property 'red' is not a valid uchar"
 
 
 def _assert_fast_and_small(path, budget_s: float = 2.0, budget_bytes: int = 16 << 20) -> FileFormatError:
@@ -891,14 +892,17 @@ def test_read_ply_error_is_reported_by_path_type(tmp_path):
     assert str(err) == f"{path}: empty file, expected a PLY file"
 
 
+BAD_LIST = "list property 'neighbours' has a length that is not a count or items that are not numbers"
+
+
 @pytest.mark.parametrize(
     "token,expected",
     [
-        (b"nan", "vertex row 1: list length of 'neighbours' is not a count"),
-        (b"-1", "vertex row 1: list length of 'neighbours' is not a count"),
-        (b"1.5", "vertex row 1: list length of 'neighbours' is not a count"),
-        (b"99", "vertex row 1 ends inside list property 'neighbours'"),
-        (b"0", "vertex row 1 has 1 value(s) more than the header declares"),
+        (b"nan", f"vertex row 1: {BAD_LIST}"),
+        (b"-1", "element 'vertex': a value is out of range of its type (Python integer -1 out of bounds for uint8)"),
+        (b"1.5", f"vertex row 1: {BAD_LIST}"),
+        (b"99", f"vertex row 1: {BAD_LIST}"),  # the row's floats are taken as its int items
+        (b"0", "vertex row 1 has more values than the header declares"),
     ],
 )
 def test_ascii_bad_list_lengths(tmp_path, token, expected):

@@ -1,4 +1,4 @@
-"""Read and write 3D Gaussian Splatting assets in the INRIA .ply layout.
+"""Read and write 3D Gaussian Splatting assets in the INRIA .ply layout (via plyfile).
 
 Vertex properties (float32 unless the file says otherwise; order and extra properties vary
 between writers and are ignored):
@@ -19,23 +19,27 @@ Writers this reads (see ``tests/ply_fixtures.py`` for each one's exact header):
 
 Compressed PLYs (SuperSplat / gsplat ``ply_compressed``) are refused with a clear message.
 
-Reading: binary little/big endian and ASCII, with LF, CRLF or CR header lines. The header is
-parsed here (accepting what plyfile accepts) and checked against the file size before anything
-is allocated, so a truncated file or a header claiming 10^12 vertices fails fast with a clear
-message. The vertex data is then read with numpy: one ``np.fromfile`` for the fixed-size rows of
-every 3DGS writer (plyfile's non-mmap reader loops over rows in Python: minutes for a million
-Gaussians), ``np.loadtxt`` for ASCII. Elements after the vertex element are never parsed. Every
-problem is a one-line :class:`~adlift.errors.FileFormatError` naming the file.
+Reading: plyfile parses the header and the data (binary little/big endian memory-mapped, ASCII
+row by row, LF/CR/CRLF lines). Around it, this module only adds what makes a hostile or broken
+file fail fast with a one-line :class:`~adlift.errors.FileFormatError` naming the file:
+
+1. the header must end (``end_header``) within ``MAX_HEADER_BYTES`` and be ASCII;
+2. plyfile's header errors are reworded to name the line and what is wrong with it;
+3. every element count is checked against the file size *before* plyfile allocates anything,
+   and reads are capped at the bytes the file holds (a bogus list length cannot allocate);
+4. only the elements up to the vertex element are read (faces after it are never parsed);
+5. values must be finite. ``benchmarks/io.py`` measures this path: no hand-written reader is kept.
+
 Writing (via plyfile): binary little endian, float32, atomically; round trips are bit-exact.
 """
 
 from __future__ import annotations
 
-import math
+import io
+import os
 import re
 import stat
-import struct
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -47,63 +51,35 @@ from adlift.errors import AdLiftError, FileFormatError, SceneError
 from adlift.io.atomic import atomic_path
 from adlift.scene import SH_C0, SH_COEFFS_TO_DEGREE, GaussianScene
 
-#: PLY scalar type names (both spellings) and their sizes in bytes.
-PLY_SCALAR_SIZES = {
-    "char": 1, "int8": 1, "uchar": 1, "uint8": 1,
-    "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
-    "int": 4, "int32": 4, "uint": 4, "uint32": 4,
-    "float": 4, "float32": 4, "double": 8, "float64": 8,
-}  # fmt: skip
-_PLY_INT_TYPES = {name for name in PLY_SCALAR_SIZES if not name.startswith(("float", "double"))}
-#: numpy type codes of the PLY scalar types (byte order added per file).
-_NUMPY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
-_STRUCT_CODES = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
-
 MAX_HEADER_BYTES = 1 << 20
 REQUIRED = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
             "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]  # fmt: skip
 _RGB = ["red", "green", "blue"]
 _F_REST = re.compile(r"^f_rest_(0|[1-9][0-9]*)$")
-_COMPRESSED_MARKERS = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
+#: Vertex properties of the compressed layout (SuperSplat / gsplat ``ply_compressed``).
+COMPRESSED_MARKERS = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
+_NEWLINES = (b"\r\n", b"\n", b"\r")
 
 
-@dataclass
-class _Property:
-    name: str
-    type: str  # a PLY scalar type, or "list"
-    count_type: str | None = None  # for lists: the type of the length prefix
-    item_type: str | None = None  # for lists: the type of the items
+# ------------------------------------------------------------------------------------ the header
+def split_header(head: bytes) -> tuple[bytes, bytes] | None:
+    """``(header lines incl. 'end_header', newline)`` of a PLY file starting with ``head``, or
+    None when ``head`` holds no complete PLY header (used by the scene-format sniffers too)."""
+    nl = next((n for n in _NEWLINES if head.startswith(b"ply" + n)), None)
+    if nl is None:
+        return None
+    end = head.find(nl + b"end_header" + nl)
+    return None if end < 0 else (head[: end + len(nl) + len(b"end_header")], nl)
 
 
-@dataclass
-class _Element:
-    name: str
-    count: int
-    properties: list[_Property] = field(default_factory=list)
-
-    def min_row_bytes(self) -> int:
-        """A lower bound on the bytes of one row in a binary file (exact without list properties)."""
-        return sum(PLY_SCALAR_SIZES[p.count_type if p.type == "list" else p.type] for p in self.properties)
+def is_compressed_header(header: bytes) -> bool:
+    """Whether a PLY header declares the compressed 3DGS layout's packed vertex properties."""
+    return any(re.search(rb"\sproperty\s+\S+\s+" + m + rb"\s", header + b"\n") for m in
+               (m.encode() for m in COMPRESSED_MARKERS))  # fmt: skip
 
 
-@dataclass
-class _Header:
-    format: str
-    elements: list[_Element]
-    data_offset: int
-
-
-def _read_header(path: Path) -> _Header:
-    """Parse and sanity-check the PLY header.
-
-    Accepts what plyfile accepts (LF, CRLF or CR line endings, 'comment' and 'obj_info' lines)
-    and rejects the rest with a specific message.
-    """
+def _read_head(path: Path) -> tuple[bytes, bytes]:
+    """The header bytes (through ``end_header``) and its newline; refuses non-PLY files early."""
     try:
         with open(path, "rb") as f:
             head = f.read(MAX_HEADER_BYTES)
@@ -111,97 +87,200 @@ def _read_header(path: Path) -> _Header:
         raise FileFormatError(path, f"cannot read the file: {err.strerror or err}") from None
     if not head:
         raise FileFormatError(path, "empty file, expected a PLY file")
-    nl = next((n for n in (b"\r\n", b"\n", b"\r") if head.startswith(b"ply" + n)), None)
-    if nl is None:
+    if not any(head.startswith(b"ply" + n) for n in _NEWLINES):
         raise FileFormatError(path, "not a PLY file (it does not start with the 'ply' magic line)")
-    marker = nl + b"end_header" + nl
-    end = head.find(marker)
-    if end < 0:
+    found = split_header(head)
+    if found is None:
         if len(head) >= MAX_HEADER_BYTES:
             raise FileFormatError(path, f"PLY header is longer than {MAX_HEADER_BYTES} bytes or has no 'end_header'")
         raise FileFormatError(path, "PLY header has no 'end_header' line (truncated or not a PLY file)")
+    header, nl = found
+    if not header.isascii():
+        raise FileFormatError(path, "PLY header contains non-ASCII bytes")
+    return header, nl
+
+
+def _element_at(lines: list[str], number: int) -> str:
+    """The name of the element a header line (1-based ``number``) belongs to."""
+    names = [ln.split()[1] for ln in lines[: number - 1] if ln.split()[:1] == ["element"] and len(ln.split()) > 1]
+    return names[-1] if names else "?"
+
+
+def _header_problem(lines: list[str], err: plyfile.PlyHeaderParseError) -> str:
+    """plyfile's header error as today's one-line problem: which line, and what is wrong with it."""
+    number = err.line or 0
+    text = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    words = text.split()
+    keyword = words[0] if words else ""
+    message = err.message
+    if message.startswith("expected one of"):
+        if "format," in message:
+            return "PLY header has no 'format' line"
+        if keyword == "format":
+            return f"second 'format' line {number} in the PLY header"
+        if keyword == "property":
+            return f"PLY property before any element on line {number}"
+        return f"unknown PLY header keyword {keyword!r} on line {number}"
+    if message == "early end-of-file" and not text:  # plyfile stops at an empty line
+        return f"empty line {number} in the PLY header"
+    if keyword == "format":
+        if message.startswith("expected version") and len(words) == 3:
+            return f"unsupported PLY version {words[2]!r} (only 1.0 exists)"
+        return f"unsupported PLY format line {text!r}"
+    if keyword == "element":
+        return (f"malformed PLY element line {number}: {text!r} (expected 'element NAME COUNT' "
+                "with a non-negative integer COUNT)")  # fmt: skip
+    if keyword == "property" and message.startswith("field type") and len(words) in (3, 5):
+        element = _element_at(lines, number)
+        if words[1] == "list":
+            return (f"list property '{words[4]}' of element '{element}' has types '{words[2]} {words[3]}'; "
+                    "expected an integer length type and a numeric item type")  # fmt: skip
+        return f"property '{words[2]}' of element '{element}' has type '{words[1]}', which is not a numeric PLY type"
+    if keyword == "property":
+        return f"malformed PLY property line {number}: {text!r}"
+    return f"malformed PLY header line {number} {text!r}: {message}"
+
+
+def _declared_twice(lines: list[str]) -> str:
+    """The element or (element, property) a header declares twice (plyfile only says that one is)."""
+    elements: dict[str, set[str]] = {}
+    current = None
+    for words in (line.split() for line in lines):
+        if words[:1] == ["element"] and len(words) > 1:
+            if words[1] in elements:
+                return f"PLY header declares element '{words[1]}' twice"
+            current = elements.setdefault(words[1], set())
+        elif words[:1] == ["property"] and current is not None and len(words) > 2:
+            if words[-1] in current:
+                element = next(name for name, props in elements.items() if props is current)
+                return f"element '{element}' declares property '{words[-1]}' twice"
+            current.add(words[-1])
+    return "PLY header declares an element or property twice"
+
+
+def _parse_header(path: Path, header: bytes, nl: bytes) -> plyfile.PlyData:
+    """plyfile's parse of ``header`` (elements, properties, format), as a PlyData without data.
+
+    plyfile has no public header-only read (``PlyData.read`` reads every element's data right
+    after its header, allocating from the header's counts), so this calls its header parser,
+    ``PlyData._parse_header`` (unchanged since plyfile 0.7); tests/test_ply.py covers it.
+    """
+    lines = header.decode("ascii").split(nl.decode("ascii"))
     try:
-        lines = head[:end].decode("ascii").split(nl.decode("ascii"))
-    except UnicodeDecodeError:
-        raise FileFormatError(path, "PLY header contains non-ASCII bytes") from None
-    fmt = None
-    elements: list[_Element] = []
-    for number, line in enumerate(lines[1:], start=2):
-        words = line.split()
-        if not words:
-            raise FileFormatError(path, f"empty line {number} in the PLY header")
-        if words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "format":
-            if len(words) != 3 or words[1] not in ("ascii", "binary_little_endian", "binary_big_endian"):
-                raise FileFormatError(path, f"unsupported PLY format line {line.strip()!r}")
-            if words[2] != "1.0":
-                raise FileFormatError(path, f"unsupported PLY version {words[2]!r} (only 1.0 exists)")
-            if fmt is not None:
-                raise FileFormatError(path, f"second 'format' line {number} in the PLY header")
-            fmt = words[1]
-        elif words[0] == "element":
-            if len(words) != 3 or not (words[2].isascii() and words[2].isdigit()):
+        ply = plyfile.PlyData._parse_header(io.BytesIO(header + nl))
+    except plyfile.PlyHeaderParseError as err:
+        raise FileFormatError(path, _header_problem(lines, err)) from None
+    except ValueError as err:  # raised by PlyData / PlyElement for repeated names
+        if "same name" not in str(err):
+            raise FileFormatError(path, f"malformed PLY header: {err}") from None
+        raise FileFormatError(path, _declared_twice(lines)) from None
+    for el in ply.elements:
+        if el.count < 0:
+            number = next(i + 1 for i, ln in enumerate(lines) if ln.split()[:2] == ["element", el.name])
+            raise FileFormatError(
+                path, f"malformed PLY element line {number}: {lines[number - 1].strip()!r} (expected "
+                "'element NAME COUNT' with a non-negative integer COUNT)"
+            )
+        for p in el.properties:
+            if isinstance(p, plyfile.PlyListProperty) and np.dtype(p.len_dtype).kind not in "iu":
+                types = " ".join(str(p).split()[2:4])
                 raise FileFormatError(
-                    path, f"malformed PLY element line {number}: {line.strip()!r} (expected 'element NAME COUNT' "
-                    "with a non-negative integer COUNT)"
+                    path, f"list property '{p.name}' of element '{el.name}' has types '{types}'; "
+                    "expected an integer length type and a numeric item type"
                 )
-            if any(el.name == words[1] for el in elements):
-                raise FileFormatError(path, f"PLY header declares element '{words[1]}' twice")
-            elements.append(_Element(words[1], int(words[2])))
-        elif words[0] == "property":
-            if not elements:
-                raise FileFormatError(path, f"PLY property before any element on line {number}")
-            element = elements[-1]
-            if len(words) == 5 and words[1] == "list":
-                count_type, item_type, name = words[2], words[3], words[4]
-                if count_type not in _PLY_INT_TYPES or item_type not in PLY_SCALAR_SIZES:
-                    raise FileFormatError(
-                        path, f"list property '{name}' of element '{element.name}' has types "
-                        f"'{count_type} {item_type}'; expected an integer length type and a numeric item type"
-                    )
-                prop = _Property(name, "list", count_type, item_type)
-            elif len(words) == 3 and words[1] != "list":
-                ptype, name = words[1], words[2]
-                if ptype not in PLY_SCALAR_SIZES:
-                    raise FileFormatError(
-                        path, f"property '{name}' of element '{element.name}' has type '{ptype}', "
-                        "which is not a numeric PLY type"
-                    )
-                prop = _Property(name, ptype)
-            else:
-                raise FileFormatError(path, f"malformed PLY property line {number}: {line.strip()!r}")
-            if any(p.name == prop.name for p in element.properties):
-                raise FileFormatError(path, f"element '{element.name}' declares property '{prop.name}' twice")
-            element.properties.append(prop)
-        else:
-            raise FileFormatError(path, f"unknown PLY header keyword {words[0]!r} on line {number}")
-    if fmt is None:
-        raise FileFormatError(path, "PLY header has no 'format' line")
-    return _Header(fmt, elements, end + len(marker))
+    return ply
 
 
-def _check_size(path: Path, header: _Header) -> None:
+def _row_bytes(el: plyfile.PlyElement, text: bool) -> int:
+    """A lower bound on the bytes of one row (exact for binary rows without list properties)."""
+    if text:  # every value takes at least one character and one separator
+        return 2 * len(el.properties)
+    return sum(
+        np.dtype(p.len_dtype if isinstance(p, plyfile.PlyListProperty) else p.val_dtype).itemsize
+        for p in el.properties
+    )
+
+
+def _check_size(path: Path, ply: plyfile.PlyData, available: int) -> None:
     """Refuse element counts the file's bytes cannot hold (before anything is allocated)."""
-    available = path.stat().st_size - header.data_offset
     needed = 0
-    for el in header.elements:
+    for el in ply.elements:
         if el.count and not el.properties:
             raise FileFormatError(path, f"PLY element '{el.name}' has {el.count:,} rows but no properties")
-        if header.format == "ascii":
-            # Every value takes at least one character and one separator (the very last value
-            # of the file may lack its newline, hence the one byte of slack below).
-            row = 2 * len(el.properties)
-        else:
-            row = el.min_row_bytes()  # list rows hold at least their length prefixes
-        needed += el.count * row
-        if needed - (header.format == "ascii") > available:
+        needed += el.count * _row_bytes(el, ply.text)
+        if needed - ply.text > available:  # the last ASCII value may lack its newline: one byte of slack
             what = "vertex count" if el.name == "vertex" else f"'{el.name}' count"
             raise FileFormatError(
                 path,
                 f"truncated data: the header's {what} ({el.count:,}) needs at least {needed:,} bytes "
                 f"but the file holds only {available:,} bytes after the header",
             )
+
+
+def _type_name(p: plyfile.PlyProperty) -> str:
+    """The PLY type name of a property as its header spells it (``float``, ``list uchar int``)."""
+    return " ".join(str(p).split()[1:-1])
+
+
+# ------------------------------------------------------------------------------------ the data
+class _BoundedReader(io.BufferedReader):
+    """A file whose reads never ask for more than the bytes left in it.
+
+    plyfile reads a binary list with ``stream.read(length * itemsize)``, ``length`` taken from the
+    file: capping the request keeps a bogus length from allocating gigabytes (it reads short and
+    plyfile reports the end of the file)."""
+
+    def __init__(self, path: Path):
+        super().__init__(io.FileIO(path, "rb"))
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(int(size), max(self._size - self.tell(), 0))
+        return super().read(size)
+
+
+def _data_problem(err: plyfile.PlyElementParseError) -> str:
+    """plyfile's data error as a one-line problem naming the element, row and property."""
+    el, row, prop = err.element, err.row, err.prop
+    what = "vertex" if el is not None and el.name == "vertex" else f"'{el.name if el is not None else '?'}'"
+    is_list = isinstance(prop, plyfile.PlyListProperty)
+    if err.message == "early end-of-file":
+        return f"truncated data: the file ends at {what} row {row:,} of the {el.count:,} the header declares"
+    if err.message == "early end-of-line" and prop is not None:
+        if is_list:
+            return f"{what} row {row:,} ends inside list property '{prop.name}'"
+        return f"{what} row {row:,} ends before property '{prop.name}' (too few values)"
+    if err.message == "malformed input" and prop is not None:
+        if is_list:
+            return (f"{what} row {row:,}: list property '{prop.name}' has a length that is not a count "
+                    "or items that are not numbers")  # fmt: skip
+        return f"{what} row {row:,}: the value of property '{prop.name}' is not a valid {_type_name(prop)}"
+    if err.message == "expected end-of-line":
+        return f"{what} row {row:,} has more values than the header declares"
+    return str(err)
+
+
+def _read_elements(path: Path, ply: plyfile.PlyData, data_offset: int, upto: int) -> None:
+    """Read the data of ``ply.elements[: upto + 1]`` with plyfile (binary memory-mapped)."""
+    current = ply.elements[0]
+    try:
+        with _BoundedReader(path) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # np.loadtxt on empty ASCII lists, float overflow to inf
+            f.seek(data_offset)
+            stream = io.TextIOWrapper(f, "ascii", errors="replace") if ply.text else f
+            for current in ply.elements[: upto + 1]:
+                # plyfile has no public per-element read (PlyData.read reads every element, even
+                # faces after the vertices); PlyElement._read is what PlyData.read calls.
+                current._read(stream, ply.text, ply.byte_order, mmap="c")
+            if ply.text:
+                stream.detach()
+    except plyfile.PlyElementParseError as err:
+        raise FileFormatError(path, _data_problem(err)) from None
+    except OverflowError as err:  # an ASCII integer beyond its type (plyfile does not catch it)
+        raise FileFormatError(path, f"element '{current.name}': a value is out of range of its type ({err})") from None
+    except OSError as err:
+        raise FileFormatError(path, f"cannot read the file: {err.strerror or err}") from None
 
 
 def read_ply(path: str | Path, *, dtype: torch.dtype = torch.float32) -> GaussianScene:
@@ -215,20 +294,21 @@ def read_ply(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Gaussia
         raise SceneError(f"read_ply dtype must be a floating-point torch dtype, got {dtype}")
     path = Path(path)
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except (FileNotFoundError, NotADirectoryError):
         raise FileFormatError(path, "no such file") from None
     except (OSError, ValueError) as err:
         raise FileFormatError(path, f"cannot access the file: {getattr(err, 'strerror', None) or err}") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(st.st_mode):
         raise FileFormatError(path, "is a directory, expected a .ply file")
-    header = _read_header(path)
-    vertex = next((el for el in header.elements if el.name == "vertex"), None)
-    if vertex is None:
-        names = ", ".join(el.name for el in header.elements) or "none"
-        raise FileFormatError(path, f"PLY file has no 'vertex' element (elements: {names})")
+    header, nl = _read_head(path)
+    ply = _parse_header(path, header, nl)
+    names = [el.name for el in ply.elements]
+    if "vertex" not in names:
+        raise FileFormatError(path, f"PLY file has no 'vertex' element (elements: {', '.join(names) or 'none'})")
+    vertex = ply["vertex"]
     props = {p.name: p for p in vertex.properties}
-    if any(name in props for name in _COMPRESSED_MARKERS):
+    if any(name in props for name in COMPRESSED_MARKERS):
         raise FileFormatError(
             path, "compressed 3DGS .ply (SuperSplat / gsplat 'ply_compressed') is not supported; "
             "export an uncompressed .ply (INRIA layout with f_dc_*, opacity, scale_*, rot_*)"
@@ -243,7 +323,7 @@ def read_ply(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Gaussia
     rest_ids = sorted(int(m.group(1)) for name in props if (m := _F_REST.match(name)))
     used = required + [f"f_rest_{i}" for i in rest_ids] + (_RGB if rgb_mode else [])
     for name in used:
-        if props[name].type == "list":
+        if isinstance(props[name], plyfile.PlyListProperty):
             raise FileFormatError(path, f"vertex property '{name}' is a list, expected a numeric scalar")
     if rest_ids != list(range(len(rest_ids))):
         raise FileFormatError(path, f"f_rest_* properties are not numbered 0..{len(rest_ids) - 1} without gaps")
@@ -256,164 +336,17 @@ def read_ply(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Gaussia
     if rgb_mode and rest_ids:
         raise FileFormatError(path, "vertex has red/green/blue and f_rest_* but no f_dc_* (DC colour) properties")
     for c in _RGB if rgb_mode else ():
-        if props[c].type not in ("uchar", "uint8", "ushort", "uint16", "float", "float32", "double", "float64"):
+        kind, size = np.dtype(props[c].val_dtype).kind, np.dtype(props[c].val_dtype).itemsize
+        if not (kind == "f" or (kind == "u" and size <= 2)):
             raise FileFormatError(
-                path, f"colour property '{c}' has type '{props[c].type}', expected uchar, ushort or float"
+                path, f"colour property '{c}' has type '{_type_name(props[c])}', expected uchar, ushort or float"
             )
-    _check_size(path, header)
-
-    if header.format == "ascii":
-        data = _read_vertex_ascii(path, header, vertex)
-    else:
-        data = _read_vertex_binary(path, header, vertex)
-    return _vertices_to_scene(path, data, n=vertex.count, k=len(rest_ids) // 3 + 1, rgb_mode=rgb_mode, dtype=dtype)
-
-
-# ------------------------------------------------------------------------------------ data readers
-# Only the elements up to the vertex element are looked at: mesh faces or other data after it
-# (beyond the size check above) cannot slow down or break loading the Gaussians.
-def _truncated(path: Path, el: _Element, row: int) -> FileFormatError:
-    what = "vertex" if el.name == "vertex" else f"'{el.name}'"
-    return FileFormatError(
-        path, f"truncated data: the file ends at {what} row {row:,} of the {el.count:,} the header declares"
+    data_offset = len(header) + len(nl)
+    _check_size(path, ply, st.st_size - data_offset)
+    _read_elements(path, ply, data_offset, names.index("vertex"))
+    return _vertices_to_scene(
+        path, vertex.data, n=vertex.count, k=len(rest_ids) // 3 + 1, rgb_mode=rgb_mode, dtype=dtype
     )
-
-
-def _read_vertex_binary(path: Path, header: _Header, vertex: _Element) -> np.ndarray:
-    """The vertex element of a binary PLY as a structured array of its scalar properties."""
-    order = "<" if header.format == "binary_little_endian" else ">"
-    scalar_dtype = np.dtype([(p.name, order + _NUMPY_TYPES[p.type]) for p in vertex.properties if p.type != "list"])
-    before = header.elements[: header.elements.index(vertex)]
-    try:
-        with open(path, "rb") as f:
-            if not any(p.type == "list" for el in [*before, vertex] for p in el.properties):
-                # Fixed-size rows (every 3DGS writer): seek past earlier elements, read in one go.
-                f.seek(header.data_offset + sum(el.count * el.min_row_bytes() for el in before))
-                data = np.fromfile(f, dtype=scalar_dtype, count=vertex.count)
-                if len(data) != vertex.count:
-                    raise _truncated(path, vertex, len(data))
-                return data
-            f.seek(header.data_offset)
-            buf = f.read()  # bounded by the file size
-    except OSError as err:
-        raise FileFormatError(path, f"cannot read the file: {err.strerror or err}") from None
-    # Variable-length rows: walk them (slow, but no 3DGS writer puts lists before or in the vertices).
-    pos = 0
-    for el in before:
-        for row in range(el.count):
-            pos = _walk_binary_row(path, buf, pos, el, row, order, None)
-    out = bytearray()
-    for row in range(vertex.count):
-        pos = _walk_binary_row(path, buf, pos, vertex, row, order, out)
-    return np.frombuffer(bytes(out), dtype=scalar_dtype, count=vertex.count)
-
-
-def _walk_binary_row(path: Path, buf: bytes, pos: int, el: _Element, row: int, order: str, out) -> int:
-    """Step over one row of ``el`` starting at ``pos``; append its scalar values' bytes to ``out``."""
-    for p in el.properties:
-        if p.type == "list":
-            size = PLY_SCALAR_SIZES[p.count_type]
-            if pos + size > len(buf):
-                raise _truncated(path, el, row)
-            (length,) = struct.unpack_from(order + _STRUCT_CODES[_NUMPY_TYPES[p.count_type]], buf, pos)
-            if length < 0:
-                raise FileFormatError(path, f"negative list length {length} in '{el.name}' row {row:,}")
-            pos += size + length * PLY_SCALAR_SIZES[p.item_type]
-        else:
-            size = PLY_SCALAR_SIZES[p.type]
-            if out is not None:
-                out += buf[pos : pos + size]
-            pos += size
-        if pos > len(buf):
-            raise _truncated(path, el, row)
-    return pos
-
-
-def _read_vertex_ascii(path: Path, header: _Header, vertex: _Element) -> dict[str, np.ndarray]:
-    """The vertex element of an ASCII PLY: its scalar properties as arrays of their declared types.
-
-    As in plyfile (and the PLY spec), every row is one line; LF, CRLF and CR all end lines.
-    """
-    try:
-        with open(path, "rb") as f:
-            f.seek(header.data_offset)
-            lines = f.read().splitlines()
-    except OSError as err:
-        raise FileFormatError(path, f"cannot read the file: {err.strerror or err}") from None
-    skip = sum(el.count for el in header.elements[: header.elements.index(vertex)])
-    rows = lines[skip : skip + vertex.count]
-    if len(rows) < vertex.count:
-        raise _truncated(path, vertex, len(rows))
-    props = vertex.properties
-    if any(p.type == "list" for p in props):
-        return _parse_ascii_rows_with_lists(path, rows, props)
-    values = None
-    if rows:
-        try:
-            text = [row.decode("ascii") for row in rows]
-            values = np.loadtxt(text, dtype=np.float64, comments=None, ndmin=2)
-        except ValueError:  # also UnicodeDecodeError: find the row and say what is wrong with it
-            values = None
-        if values is not None and values.shape != (len(rows), len(props)):
-            values = None
-        if values is None:
-            return _parse_ascii_rows_with_lists(path, rows, props)  # raises with the exact row
-    else:
-        values = np.zeros((0, len(props)))
-    return {p.name: _ascii_column(path, values[:, i], p) for i, p in enumerate(props)}
-
-
-def _parse_ascii_rows_with_lists(path: Path, rows: list[bytes], props: list[_Property]) -> dict[str, np.ndarray]:
-    """Token by token (slow): rows with list properties, and pinpointing errors in plain rows."""
-    scalars = [p for p in props if p.type != "list"]
-    values = np.zeros((len(rows), len(scalars)))
-    for r, row in enumerate(rows):
-        tokens = row.split()
-        t = 0
-        column = 0
-        for p in props:
-            if t >= len(tokens):
-                raise FileFormatError(path, f"vertex row {r:,} ends before property '{p.name}' (too few values)")
-            number = _ascii_number(path, tokens[t], r, p.name)
-            t += 1
-            if p.type == "list":
-                if not math.isfinite(number) or number != int(number) or number < 0:
-                    raise FileFormatError(path, f"vertex row {r:,}: list length of '{p.name}' is not a count")
-                t += int(number)
-                if t > len(tokens):
-                    raise FileFormatError(path, f"vertex row {r:,} ends inside list property '{p.name}'")
-            else:
-                values[r, column] = number
-                column += 1
-        if t != len(tokens):
-            raise FileFormatError(
-                path, f"vertex row {r:,} has {len(tokens) - t} value(s) more than the header declares"
-            )
-    return {p.name: _ascii_column(path, values[:, i], p) for i, p in enumerate(scalars)}
-
-
-def _ascii_number(path: Path, token: bytes, row: int, name: str) -> float:
-    try:
-        return float(token.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        shown = token[:20].decode("ascii", "replace")
-        raise FileFormatError(path, f"vertex row {row:,}: {shown!r} for property '{name}' is not a number") from None
-
-
-def _ascii_column(path: Path, values: np.ndarray, p: _Property) -> np.ndarray:
-    """Cast parsed float64 values to the declared type (integers must be in range, as plyfile demands)."""
-    np_type = np.dtype(_NUMPY_TYPES[p.type])
-    if np_type.kind == "f":
-        with np.errstate(over="ignore"):
-            return values.astype(np_type)  # out-of-range floats become inf and are reported as such
-    info = np.iinfo(np_type)
-    ok = (values == np.floor(values)) & (values >= info.min) & (values <= info.max)
-    if not ok.all():
-        row = int(np.flatnonzero(~ok)[0])
-        raise FileFormatError(
-            path, f"vertex row {row:,}: {float(values[row]):g} for property '{p.name}' is not a {p.type} integer"
-        )
-    return values.astype(np_type)
 
 
 def _vertices_to_scene(path: Path, data, *, n: int, k: int, rgb_mode: bool, dtype: torch.dtype) -> GaussianScene:
@@ -492,11 +425,8 @@ def scene_to_vertex_array(scene: GaussianScene, *, normals: bool = True) -> np.n
         s.log_scales.numpy(),
         s.quats.numpy(),
     ]
-    flat = np.concatenate(cols, axis=1).astype(np.float32, copy=False)
-    out = np.empty(n, dtype=[(name, "<f4") for name in names])
-    for i, name in enumerate(names):
-        out[name] = flat[:, i]
-    return out
+    flat = np.ascontiguousarray(np.concatenate(cols, axis=1), dtype="<f4")  # [N, P]
+    return flat.view(np.dtype([(name, "<f4") for name in names])).reshape(n)  # one record per row, no copy
 
 
 def write_ply(
