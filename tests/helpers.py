@@ -116,13 +116,18 @@ def assert_images_close(got, want, atol=1e-4, rtol=1e-4, flip_fraction=1e-4, fli
     assert float(diff.max()) <= worst, f"max difference {float(diff.max()):.2e} exceeds {worst:.2e}"
 
 
-def assert_grads_close(got, want, rel=2e-3, baseline=None):
+#: The scene's five parameter tensors, in ``GaussianScene.tensors()`` order.
+SCENE_TENSORS = ("means", "quats", "log_scales", "opacity_logits", "sh")
+
+
+def assert_grads_close(got, want, rel=2e-3, baseline=None, names=SCENE_TENSORS):
     """Gradients within ``rel`` of each tensor's largest gradient (plus 1 % of each value).
 
     ``baseline``: the torch backend's float32 gradients. Where float32 itself is ill-conditioned
     (seen: 29 of 60,000 mean gradients off by up to 230 against a largest gradient of 1,900, on the
-    CPU, torch backend), ``got`` may miss at most twice as many elements, by at most twice as much."""
-    for i, (name, a, b) in enumerate(zip(("means", "quats", "log_scales", "opacity_logits", "sh"), got, want)):
+    CPU, torch backend), ``got`` may miss at most twice as many elements, by at most twice as much.
+    ``names``: of the tensors, for messages (default: the scene's five)."""
+    for i, (name, a, b) in enumerate(zip(names, got, want)):
         scale = float(b.abs().max()) or 1.0
         if baseline is None:
             torch.testing.assert_close(a, b, atol=rel * scale, rtol=1e-2, msg=lambda m, name=name: f"d/d {name}: {m}")
