@@ -72,10 +72,20 @@ def split_header(head: bytes) -> tuple[bytes, bytes] | None:
     return None if end < 0 else (head[: end + len(nl) + len(b"end_header")], nl)
 
 
+_PACKED = re.compile(rb"(?:^|[\r\n])property\s+\S+\s+packed_(?:position|rotation|scale|color)\s")
+
+
 def is_compressed_header(header: bytes) -> bool:
-    """Whether a PLY header declares the compressed 3DGS layout's packed vertex properties."""
-    return any(re.search(rb"\sproperty\s+\S+\s+" + m + rb"\s", header + b"\n") for m in
-               (m.encode() for m in COMPRESSED_MARKERS))  # fmt: skip
+    """Whether PLY header bytes declare the compressed 3DGS layout's packed vertex properties."""
+    return _PACKED.search(header + b"\n") is not None
+
+
+def sniff(head: bytes) -> bool:
+    """Whether a file's first bytes start an INRIA 3DGS .ply (a PLY header, not the compressed layout)."""
+    if not any(head.startswith(b"ply" + n) for n in _NEWLINES):
+        return False
+    found = split_header(head)
+    return not is_compressed_header(found[0] if found else head)
 
 
 def _read_head(path: Path) -> tuple[bytes, bytes]:

@@ -1,0 +1,171 @@
+"""Scene file formats: one registry, one way to read and write a scene file.
+
+Every format is one :class:`SceneFormat` in :data:`SCENE_FORMATS`: the file extensions it uses,
+a sniffer that recognises its first bytes, a reader and (optionally) a writer. Everything that
+reads or writes a scene file goes through :func:`read_scene` / :func:`write_scene`::
+
+    scene = read_scene("splat.ply")              # format from the extension, confirmed by content
+    write_scene(scene, "out/protected.ply")      # format from the extension
+    write_scene(scene, "out/x.bin", format="ply")
+
+Detection (:func:`detect_scene_format`): the formats whose extension is the longest one the file
+name ends with (``.compressed.ply`` beats ``.ply``) are the candidates; the one whose sniffer
+accepts the first :data:`SNIFF_BYTES` bytes wins. A file whose content is another registered
+format, or whose extension no format uses, is a one-line :class:`~adlift.errors.FileFormatError`
+listing the supported formats. When no sniffer recognises the content, the single candidate's
+reader reads it anyway and reports exactly what is wrong (truncated, missing properties, ...).
+
+Adding a format: a module ``adlift/io/<format>.py`` with ``sniff(head) -> bool``,
+``read(path, *, dtype)`` and ``write(scene, path, *, comments)``, plus one
+``SCENE_FORMATS.add(...)`` line at the bottom of this file. Sniffers must tell formats that share
+an extension apart by content (a compressed .ply declares ``packed_*`` vertex properties; see
+:func:`adlift.io.ply.is_compressed_header`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Tuple
+
+import torch
+
+from adlift.errors import AdLiftError, FileFormatError
+from adlift.io import ply
+from adlift.registry import Registry
+from adlift.scene import GaussianScene
+
+#: How many leading bytes a sniffer sees (a degree-3 INRIA header is about 1.7 kB).
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneFormat:
+    """How one scene file format is recognised, read and written."""
+
+    extensions: Tuple[str, ...]
+    """Lower-case file name endings with their dot (``.ply``, ``.compressed.ply``); the first is
+    the one written by default."""
+
+    sniff: Callable[[bytes], bool]
+    """``sniff(head)``: whether the first :data:`SNIFF_BYTES` bytes (fewer for short files) are
+    this format. Must be cheap and never raise."""
+
+    read: Callable[..., GaussianScene]
+    """``read(path, *, dtype)``: the scene, or a one-line FileFormatError naming the file."""
+
+    write: Optional[Callable[..., Path]] = None
+    """``write(scene, path, *, comments)``: write atomically, return the path; None: read-only."""
+
+
+SCENE_FORMATS = Registry[SceneFormat]("scene format")
+
+
+def supported_formats() -> str:
+    """``"ply (.ply), ..."``: the registered formats and their extensions, for messages."""
+    return ", ".join(f"{name} ({' / '.join(fmt.extensions)})" for name, fmt in SCENE_FORMATS.items())
+
+
+def formats_for_name(path: str | Path) -> list[str]:
+    """The formats using the longest extension that ``path``'s file name ends with ([] if none)."""
+    name = Path(path).name.lower()
+    best = max((len(ext) for _, fmt in SCENE_FORMATS.items() for ext in fmt.extensions if name.endswith(ext)),
+               default=0)  # fmt: skip
+    return [n for n, fmt in SCENE_FORMATS.items() if best and any(name.endswith(e) and len(e) == best
+                                                                   for e in fmt.extensions)]  # fmt: skip
+
+
+def _head(path: Path) -> bytes:
+    """The first SNIFF_BYTES bytes of an existing regular file (one-line errors otherwise)."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileFormatError(path, "no such file") from None
+    except (OSError, ValueError) as err:
+        raise FileFormatError(path, f"cannot access the file: {getattr(err, 'strerror', None) or err}") from None
+    if stat.S_ISDIR(mode):
+        raise FileFormatError(path, f"is a directory, expected a scene file ({supported_formats()})")
+    try:
+        with open(path, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except OSError as err:
+        raise FileFormatError(path, f"cannot read the file: {err.strerror or err}") from None
+
+
+def _sniffed(head: bytes, names: Iterable[str]) -> list[str]:
+    return [name for name in names if SCENE_FORMATS.get(name).sniff(head)]
+
+
+def detect_scene_format(path: str | Path) -> str:
+    """The registered format of the scene file at ``path``, by extension and content."""
+    path = Path(path)
+    head = _head(path)
+    by_name = formats_for_name(path)
+    by_content = _sniffed(head, SCENE_FORMATS.names())
+    matching = [name for name in by_name if name in by_content]
+    if matching:
+        return matching[0]
+    if by_name and by_content:
+        other = SCENE_FORMATS.get(by_content[0])
+        raise FileFormatError(
+            path, f"named like a {' / '.join(by_name)} file but its content is {by_content[0]}; "
+            f"rename it to end with {other.extensions[0]}"
+        )
+    if len(by_name) == 1:
+        return by_name[0]  # unrecognised content: the reader says exactly what is wrong with it
+    if by_name:
+        raise FileFormatError(path, f"content is none of the formats named {', '.join(by_name)}")
+    suffix = "".join(path.suffixes[-2:]) or "no extension"
+    hint = ""
+    if by_content:
+        hint = f"; its content looks like {by_content[0]}: rename it to end with " + (
+            SCENE_FORMATS.get(by_content[0]).extensions[0]
+        )
+    raise FileFormatError(
+        path, f"unknown scene file type ({suffix}){hint}; supported scene formats: {supported_formats()}"
+    )
+
+
+def read_scene(path: str | Path, *, dtype: torch.dtype = torch.float32) -> GaussianScene:
+    """Read a scene file of any registered format (detected by extension and content) on the CPU."""
+    path = Path(path)
+    return SCENE_FORMATS.get(detect_scene_format(path)).read(path, dtype=dtype)
+
+
+def write_scene(
+    scene: GaussianScene, path: str | Path, format: Optional[str] = None, *, comments: Iterable[str] = ()
+) -> Path:
+    """Write ``scene`` to ``path`` atomically in ``format`` (default: the one its extension names).
+
+    ``comments`` are provenance lines for formats that can store them (.ply header comments).
+    Returns the path written.
+    """
+    path = Path(path)
+    by_name = formats_for_name(path)
+    if format is None:
+        if not by_name:
+            raise AdLiftError(
+                f"cannot write {path}: unknown scene file type; name it after one of the supported "
+                f"scene formats: {supported_formats()} (or pass a format)"
+            )
+        format = by_name[0]
+    fmt = SCENE_FORMATS.get(format)
+    if by_name and format not in by_name:
+        raise AdLiftError(
+            f"cannot write {path} as {format}: its name says {' / '.join(by_name)}; "
+            f"name it *{fmt.extensions[0]}"
+        )
+    if fmt.write is None:
+        raise AdLiftError(f"cannot write {path}: the {format} scene format is read-only")
+    return fmt.write(scene, path, comments=comments)
+
+
+# ---------------------------------------------------------------------------------------------
+# The formats: one registration each.
+# ---------------------------------------------------------------------------------------------
+SCENE_FORMATS.add(
+    "ply",
+    SceneFormat(extensions=(".ply",), sniff=ply.sniff, read=ply.read_ply, write=ply.write_ply),
+    help="INRIA 3DGS .ply (original 3DGS code, gsplat, nerfstudio ns-export); binary or ASCII, SH degree 0-3",
+)
