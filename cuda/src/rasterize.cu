@@ -25,14 +25,12 @@ __global__ void __launch_bounds__(kBlockSize) rasterize_forward_kernel(RasterArg
     const TilePixel t = tile_pixel(grid);
     const int camera = t.camera, tid = t.tid;
     const int64_t tile = t.tile, pix = t.pix;
-    const bool inside = t.inside;
-    const float cx = t.cx, cy = t.cy;
     const int first = a.ranges[2 * tile], end = a.ranges[2 * tile + 1];
 
     __shared__ float4 s_geom[kBlockSize], s_conic[kBlockSize], s_feat[kBlockSize];
     __shared__ int32_t s_row[kBlockSize];
 
-    bool done = !inside;
+    bool done = !t.inside;
     float T = 1.f;
     float acc[kFeatures] = {0.f, 0.f, 0.f, 0.f};
     int last = first;
@@ -43,7 +41,7 @@ __global__ void __launch_bounds__(kBlockSize) rasterize_forward_kernel(RasterArg
         const int count = min(kBlockSize, end - base);
         for (int j = 0; !done && j < count; ++j) {
             const float4 g = s_geom[j], q = s_conic[j];
-            const float sigma = gaussian_sigma(q.x, q.y, q.z, g.x - cx, g.y - cy);
+            const float sigma = gaussian_sigma(q.x, q.y, q.z, g.x - t.cx, g.y - t.cy);
             const float alpha = fminf(kAlphaMax, g.z * __expf(-sigma));
             if (alpha < kAlphaThreshold) continue;
             const float next_T = T * (1.f - alpha);
@@ -61,7 +59,7 @@ __global__ void __launch_bounds__(kBlockSize) rasterize_forward_kernel(RasterArg
             last = base + j + 1;
         }
     }
-    if (!inside) return;
+    if (!t.inside) return;
     const int64_t hw = int64_t(grid.width) * grid.height;
 #pragma unroll
     for (int k = 0; k < kFeatures; ++k) a.features[(int64_t(camera) * kFeatures + k) * hw + pix] = acc[k];
@@ -81,8 +79,6 @@ __global__ void __launch_bounds__(kBlockSize) rasterize_backward_kernel(RasterBa
     const TilePixel t = tile_pixel(grid);
     const int camera = t.camera, tid = t.tid;
     const int64_t tile = t.tile, pix = t.pix;
-    const bool inside = t.inside;
-    const float cx = t.cx, cy = t.cy;
     const int first = a.ranges[2 * tile];
     const int64_t hw = int64_t(grid.width) * grid.height;
     const int64_t trainable = grid.points - b.first_trainable;
@@ -93,12 +89,12 @@ __global__ void __launch_bounds__(kBlockSize) rasterize_backward_kernel(RasterBa
     __shared__ int s_end;
 
     // This pixel's state after its last Gaussian; walk back from there.
-    const int last = inside ? a.last[camera * hw + pix] : first;
-    const float T_final = inside ? 1.f - a.alpha[camera * hw + pix] : 1.f;
+    const int last = t.inside ? a.last[camera * hw + pix] : first;
+    const float T_final = t.inside ? 1.f - a.alpha[camera * hw + pix] : 1.f;
     float T = T_final;
     float g[kFeatures] = {0.f, 0.f, 0.f, 0.f};
     float g_alpha = 0.f;
-    if (inside) {
+    if (t.inside) {
 #pragma unroll
         for (int k = 0; k < kFeatures; ++k) g[k] = b.v_features[(int64_t(camera) * kFeatures + k) * hw + pix];
         g_alpha = b.v_alpha[camera * hw + pix];
@@ -128,12 +124,12 @@ __global__ void __launch_bounds__(kBlockSize) rasterize_backward_kernel(RasterBa
             const int64_t i = int64_t(s_row[j]) - camera_row0 - b.first_trainable;  // same for the whole block
             const bool trainable_row = i >= 0;
             const float4 geo = s_geom[j], q = s_conic[j], f = s_feat[j];
-            const float dx = geo.x - cx, dy = geo.y - cy;
+            const float dx = geo.x - t.cx, dy = geo.y - t.cy;
             const float sigma = gaussian_sigma(q.x, q.y, q.z, dx, dy);
             const float vis = __expf(-sigma);
             const float raw_alpha = geo.z * vis;
             const float alpha = fminf(kAlphaMax, raw_alpha);
-            const bool valid = inside && pos < last && alpha >= kAlphaThreshold;
+            const bool valid = t.inside && pos < last && alpha >= kAlphaThreshold;
             float v_f[kFeatures] = {0.f, 0.f, 0.f, 0.f};
             float v_mx = 0.f, v_my = 0.f, v_a = 0.f, v_b = 0.f, v_c = 0.f, v_o = 0.f;
             if (valid) {
