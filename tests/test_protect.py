@@ -158,6 +158,17 @@ def test_raw_gaussians_are_unchanged():
     assert not torch.equal(sg.sh, raw.sh)
 
 
+def test_summary_table_names_every_split():
+    from adlift.protect import format_summary
+
+    result, _ = lifted_run()
+    text = format_summary(result.summary)
+    assert "train" in text and "novel" in text and "\x1b" not in text
+    assert f"{result.summary['train']['psnr']:.1f}" in text
+    if "novel_share" in result.summary:
+        assert "novel views keep" in text
+
+
 def test_history_has_one_record_per_view_and_round():
     result, _ = lifted_run()
     train, _ = views()

@@ -13,6 +13,7 @@ from PIL import Image
 
 from adlift.io.cameras import load_cameras
 from adlift.io.ply import read_ply
+from adlift.protect import ProtectConfig
 from tests.helpers import BUST, BUST_CAMS, run_cli, sha256
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
@@ -180,6 +181,43 @@ def test_protect_resume_refuses_a_checkpoint_carrying_pickled_code(tmp_path):
     assert_clean_error(proc, "checkpoint.pt", "Python objects")
     assert not marker.exists()
     assert not (out / "protected.ply").exists()
+
+
+@dataclasses.dataclass
+class _NsModel:
+    """Stands in for AdLiftProtectModelConfig (which needs nerfstudio): ProtectConfig as ``protect``."""
+
+    protect: ProtectConfig = dataclasses.field(default_factory=ProtectConfig)
+
+
+@dataclasses.dataclass
+class _NsPipeline:
+    model: _NsModel = dataclasses.field(default_factory=_NsModel)
+
+
+@dataclasses.dataclass
+class _NsTrainer:
+    pipeline: _NsPipeline = dataclasses.field(default_factory=_NsPipeline)
+
+
+def test_the_plugin_nesting_parses_the_same_fields():
+    """ns-train nests ProtectConfig as pipeline.model.protect (tyro, like nerfstudio's CLI): the same option
+    names under that prefix, the loss kind as a subcommand, caller-set fields hidden, and config.yml (yaml)
+    round-trips the per-kind loss config."""
+    import tyro
+    import yaml
+
+    from adlift.attacks import UnetLossConfig
+
+    p = "--pipeline.model.protect."
+    got = tyro.cli(_NsTrainer, args=[p + "rounds", "1", p + "eta", "4/255", p + "init", "sample", p + "eot.samples", "2",
+                                  "pipeline.model.protect.loss:unet", p + "loss.unet-mode", "sds"]).pipeline.model.protect  # fmt: skip
+    assert got == ProtectConfig(rounds=1, eta=4 / 255, safeguard=dataclasses.replace(ProtectConfig().safeguard, init="sample"),
+                                eot=dataclasses.replace(ProtectConfig().eot, samples=2), loss=UnetLossConfig(unet_mode="sds"))  # fmt: skip
+    assert yaml.load(yaml.dump(got), Loader=yaml.Loader) == got
+    for hidden in ("backend", "background", "checkpoint", "progress"):
+        with pytest.raises(SystemExit):
+            tyro.cli(_NsTrainer, args=[p + hidden, "1"])
 
 
 # ---------------------------------------------------------------------------------- protect-image

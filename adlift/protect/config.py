@@ -77,7 +77,8 @@ class ProtectConfig:
     """Seed of every random draw: the same seed, settings and inputs give the same protected scene."""
 
     checkpoint_every: int = 4
-    """Save the checkpoint after this many work units (views) and at the end of every round."""
+    """Save the checkpoint after this many work units (views) and at the end of every round (adlift protect;
+    under ns-train, nerfstudio saves every --steps-per-save)."""
 
     backend: tyro.conf.Suppress[BACKENDS.literal("auto")] = "auto"  # type: ignore[valid-type]
     """Rasteriser used for rendering and fitting (set from the command's render options)."""

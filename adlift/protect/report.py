@@ -36,11 +36,13 @@ def summary_table(summary: dict) -> "Table":
 
 def format_summary(summary: dict, width: int = 100) -> str:
     """:func:`summary_table` rendered as plain text (no colour codes)."""
+    import io
+
     from rich.console import Console
 
-    console = Console(width=width, no_color=True, highlight=False, record=True, file=_Null())
+    console = Console(width=width, no_color=True, highlight=False, file=io.StringIO())
     console.print(summary_table(summary))
-    return console.export_text().rstrip("\n")
+    return console.file.getvalue().rstrip("\n")
 
 
 def print_summary(summary: dict, console: "Console | None" = None) -> None:
@@ -49,12 +51,3 @@ def print_summary(summary: dict, console: "Console | None" = None) -> None:
 
     (console or Console(highlight=False)).print(summary_table(summary))
 
-
-class _Null:
-    """A file that drops what is written (the text is taken from the recording console)."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass

@@ -28,10 +28,7 @@ from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
 from adlift.scene import GaussianScene
 
-Group = Literal["sh", "opacity", "scale", "position", "rotation"]
-GROUPS: tuple[str, ...] = ("sh", "opacity", "scale", "position", "rotation")
-
-#: Scene field trained by each group.
+#: Trainable parameter group -> the scene field it trains (each group has its ``lr_<group>``).
 GROUP_FIELDS = {
     "sh": "sh",
     "opacity": "opacity_logits",
@@ -39,6 +36,8 @@ GROUP_FIELDS = {
     "position": "means",
     "rotation": "quats",
 }
+GROUPS: tuple[str, ...] = tuple(GROUP_FIELDS)
+Group = Literal[GROUPS]  # type: ignore[valid-type]
 
 
 @dataclasses.dataclass
