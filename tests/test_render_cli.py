@@ -43,3 +43,25 @@ def test_render_bad_cameras_exit_2(tmp_path: Path, spec: str):
     assert "Traceback" not in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize(
+    "option,message",
+    [(["--width", "0"], "--width must be >= 1"), (["--background", "2", "0", "0"], "--background must be three")],
+)
+def test_render_bad_render_options_exit_2(tmp_path: Path, option: list, message: str):
+    """The shared RenderOptions are validated before anything is read or written."""
+    proc = run_cli("render", str(SCENES / "crate" / "scene.ply"), "--cameras", "orbit:1", *option,
+                   "--out", str(tmp_path / "o"))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_render_unknown_scene_type_exit_2(tmp_path: Path):
+    bad = tmp_path / "scene.obj"
+    bad.write_bytes(b"v 0 0 0\n")
+    proc = run_cli("render", str(bad), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"adlift: error: {bad}: unknown scene file type (.obj); supported scene formats: ply (.ply)"

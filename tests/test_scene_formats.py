@@ -162,3 +162,20 @@ def test_read_only_format(tmp_path, registry):
     registry.add("fake", _fake(b"FAKE", writable=False))
     with pytest.raises(AdLiftError, match="the fake scene format is read-only"):
         write_scene(_scene(), tmp_path / "s.fake")
+
+
+# ---------------------------------------------------------------------------------------------
+# adlift info goes through the registry
+# ---------------------------------------------------------------------------------------------
+def test_info_names_the_format(tmp_path, capsys):
+    import json
+
+    from adlift.cli import main
+
+    path = write_scene(_scene(5, 1), tmp_path / "s.ply")
+    assert main(["info", str(path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["format"] == "ply" and stats["num_gaussians"] == 5 and stats["sh_degree"] == 1
+    assert main(["info", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "ply: INRIA 3DGS layout" in table and "Gaussians" in table and "5" in table

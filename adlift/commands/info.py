@@ -1,4 +1,4 @@
-"""``adlift info``: what is inside a 3DGS .ply."""
+"""``adlift info``: what is inside a 3DGS scene file (a rich table, or ``--json``)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,23 @@ from pathlib import Path
 
 import tyro
 
-from adlift.io.ply import read_ply
+from adlift.io.formats import SCENE_FORMATS, detect_scene_format, read_scene
 
 
 @dataclasses.dataclass
 class InfoCommand:
-    """Print a 3DGS .ply's Gaussian count, SH degree, bounds and opacity/scale statistics."""
+    """Print a 3DGS scene's Gaussian count, SH degree, bounds and opacity/scale statistics."""
 
     scene: tyro.conf.Positional[Path]
-    """Path of the 3D Gaussian Splatting .ply (INRIA layout: 3DGS, gsplat, nerfstudio exports)."""
+    """Path of the 3D Gaussian Splatting scene (.ply, INRIA layout: 3DGS, gsplat, nerfstudio exports)."""
 
     json: bool = False
     """Print the statistics as JSON (machine-readable) instead of a table."""
 
     def run(self) -> None:
-        stats = read_ply(self.scene).summary()
-        stats = {"file": str(self.scene), **stats}
+        fmt = detect_scene_format(self.scene)
+        stats = read_scene(self.scene).summary()
+        stats = {"file": str(self.scene), "format": fmt, **stats}
         if self.json:
             print(json.dumps(stats, indent=2))
             return
@@ -42,6 +43,9 @@ def print_summary(stats: dict) -> None:
     table = Table(title=stats["file"], show_header=False, title_justify="left")
     table.add_column("property", style="bold")
     table.add_column("value")
+    if "format" in stats:
+        entry = SCENE_FORMATS.entry(stats["format"])
+        table.add_row("format", f"{entry.name}: {entry.help}" if entry.help else entry.name)
     table.add_row("Gaussians", f"{stats['num_gaussians']:,}")
     table.add_row("SH degree", str(stats["sh_degree"]))
     if stats["num_gaussians"]:

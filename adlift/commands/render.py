@@ -1,25 +1,31 @@
-"""``adlift render``: render a 3DGS .ply from a camera rig into PNGs and a contact sheet."""
+"""``adlift render``: render a scene file from a camera rig into PNGs and a contact sheet.
+
+Size, rasteriser, device and background are the shared
+:class:`~adlift.render.options.RenderOptions` (``--width``, ``--backend``, ...), nested without a
+prefix so the option names and help text are written once.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import tyro
 from tqdm.auto import tqdm
 
 from adlift.io.cameras import load_cameras
-from adlift.io.ply import read_ply
+from adlift.io.formats import read_scene
+from adlift.render.options import RenderOptions
 
 
 @dataclasses.dataclass
 class RenderCommand:
-    """Render a 3DGS .ply from every camera of a rig: one PNG per view plus contact_sheet.png."""
+    """Render a 3DGS scene from every camera of a rig: one PNG per view plus contact_sheet.png."""
 
     scene: tyro.conf.Positional[Path]
-    """Path of the 3D Gaussian Splatting .ply to render."""
+    """Path of the 3D Gaussian Splatting scene to render (.ply, INRIA layout)."""
 
     out: Path
     """Output directory (created if needed); existing PNGs of the same names are replaced."""
@@ -32,20 +38,8 @@ class RenderCommand:
     split: Literal["all", "train", "novel"] = "all"
     """Which views of a camera file to render (train/novel split stored with the cameras)."""
 
-    backend: Literal["auto", "torch", "gsplat", "cuda"] = "auto"
-    """Rasteriser: auto = our CUDA kernels if built, else gsplat on CUDA, else pure PyTorch."""
-
-    device: Optional[str] = None
-    """Torch device (e.g. cpu, cuda:0); default: cuda if available, else cpu."""
-
-    width: Optional[int] = None
-    """Render width in pixels (intrinsics rescaled); with only one of width/height the aspect is kept."""
-
-    height: Optional[int] = None
-    """Render height in pixels (intrinsics rescaled)."""
-
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Background colour as R G B in [0, 1]."""
+    render: Annotated[RenderOptions, tyro.conf.arg(name="")] = dataclasses.field(default_factory=RenderOptions)
+    """Render size, rasteriser, device and background."""
 
     sh_degree: Optional[int] = None
     """Evaluate spherical harmonics up to this degree (default: the scene's degree)."""
@@ -54,18 +48,21 @@ class RenderCommand:
         from adlift.render import render
         from adlift.render.images import contact_sheet, save_images, save_png
 
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        scene = read_ply(self.scene).to(device)
-        cameras = load_cameras(self.cameras, scene=scene, split=self.split, width=self.width, height=self.height)
-        cameras = cameras.to(device)
-        background = torch.tensor(self.background, dtype=scene.dtype, device=device)
+        self.render.validate()
+        device = self.render.torch_device()
+        scene = read_scene(self.scene).to(device)
+        cameras = load_cameras(
+            self.cameras, scene=scene, split=self.split, width=self.render.width, height=self.render.height
+        ).to(device)
+        background = torch.tensor(self.render.background, dtype=scene.dtype, device=device)
         images = []
         with torch.no_grad():
             for i in tqdm(range(len(cameras)), desc=f"rendering {self.scene.name}", unit="view"):
-                out = render(scene, cameras[i], backend=self.backend, background=background, sh_degree=self.sh_degree)
+                out = render(
+                    scene, cameras[i], backend=self.render.backend, background=background, sh_degree=self.sh_degree
+                )
                 images.append(out.rgb.cpu())
         rgb = torch.cat(images)
         paths = save_images(rgb, cameras.names, self.out)
         sheet_path = save_png(contact_sheet(rgb, cameras.names), self.out / "contact_sheet.png")
         print(f"wrote {len(paths)} views ({cameras.width}x{cameras.height}) and {sheet_path}")
-

@@ -167,5 +167,5 @@ def write_scene(
 SCENE_FORMATS.add(
     "ply",
     SceneFormat(extensions=(".ply",), sniff=ply.sniff, read=ply.read_ply, write=ply.write_ply),
-    help="INRIA 3DGS .ply (original 3DGS code, gsplat, nerfstudio ns-export); binary or ASCII, SH degree 0-3",
+    help="INRIA 3DGS layout (original 3DGS code, gsplat, nerfstudio ns-export), SH degree 0-3",
 )
