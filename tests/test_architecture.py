@@ -266,3 +266,20 @@ def test_documented_paths_reads_table_rows():
 @pytest.mark.parametrize("name", ["render", "protect", "commands"])
 def test_every_layer_component_exists(name):
     assert is_module(f"adlift.{name}")
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared test code lives in tests/conftest.py (fixtures) and tests/helpers.py (plain helpers)."""
+    problems = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                last = name.split(".")[-1]
+                if name.startswith("tests.") and (last.startswith("test_") or last == "conftest"):
+                    problems.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert not problems, "import shared test code from tests.helpers (or use a conftest fixture):\n" + "\n".join(
+        sorted(set(problems))
+    )
