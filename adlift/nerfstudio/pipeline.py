@@ -89,7 +89,6 @@ class AdLiftModel(Model):
         self.source_kind = ""
         self.output_dir: Optional[Path] = None
         self.iterations_done = 0
-        self.last_record: Dict[str, Any] = {}
         self.run = None  # the AdLift run (ProtectionRun / SceneEditRun) once training starts
         self.editor = None
 
@@ -282,7 +281,6 @@ class AdLiftProtectModel(AdLiftModel):
             return {}
         record = self.run.step()
         self.iterations_done = self.run.done
-        self.last_record = record
         out = {k: float(record[k]) for k in ("loss", "loss_start", "fit_l1", "psnr", "linf_255")
                if isinstance(record.get(k), (int, float)) and record.get(k) is not None}  # fmt: skip
         out["units_done"] = float(self.run.done)

@@ -106,7 +106,8 @@ class ProtectionRun:
 
     :func:`protect` runs every unit at once; a host such as nerfstudio's trainer calls
     :meth:`step` once per iteration instead (one unit = one view of one round for Lifted PGD),
-    then :meth:`result`. ``save_checkpoint``/``load_checkpoint`` make it resumable.
+    then :meth:`result`. ``state.checkpoint_state()`` / ``state.restore()`` make it resumable (the plugin keeps
+    them in nerfstudio's checkpoints; ``config.checkpoint`` makes :func:`protect` save and resume a file).
     """
 
     def __init__(self, raw: GaussianScene, train_cameras: Cameras, loss: AdversarialLoss,
@@ -145,12 +146,6 @@ class ProtectionRun:
     def protected_scene(self) -> GaussianScene:
         """Frozen raw Gaussians followed by the current safeguard (detached)."""
         return GaussianScene.concat([self.state.frozen, self.state.params.scene().detach()])
-
-    def save_checkpoint(self, path) -> None:
-        self.state.save_checkpoint(path)
-
-    def load_checkpoint(self, path) -> None:
-        self.state.load_checkpoint(path)
 
     def result(self, novel_cameras: Cameras | None = None) -> ProtectResult:
         """The protected scene and its per-view metrics on the training and ``novel_cameras`` views."""
