@@ -68,6 +68,20 @@ def test_ns_train_help_lists_the_adlift_methods(workdir):
     assert "adlift-protect" in out and "adlift-edit" in out
 
 
+def test_adlift_protect_options_are_those_of_adlift_protect(workdir, monkeypatch):
+    """--pipeline.model.protect.* is ProtectConfig: the same option names as `adlift protect` (safeguard options
+    without a prefix, loss kinds as subcommands), the fields nerfstudio fills hidden."""
+    monkeypatch.setenv("COLUMNS", "250")
+    out = run("ns-train", "adlift-protect", "--help", cwd=workdir).stdout
+    for option in ("--pipeline.model.protect.eta", "--pipeline.model.protect.pgd-steps", "--pipeline.model.protect.init",
+                   "--pipeline.model.protect.lr-sh", "--pipeline.model.protect.eot.samples",
+                   "pipeline.model.protect.loss:unet", "--pipeline.model.backend"):  # fmt: skip
+        assert option in out, option
+    for hidden in ("--pipeline.model.protect.backend", "--pipeline.model.protect.checkpoint ",
+                   "--pipeline.model.protect.progress", "--pipeline.model.protect.loss.unet-mode"):  # fmt: skip
+        assert hidden not in out, hidden
+
+
 def test_protect_writes_the_protected_scene_manifest_and_cameras(protect_run, workdir):
     raw = read_ply(workdir / "data" / "scene.ply")
     for name in ("protected.ply", "manifest.json", "transforms.json", "preview.png", "config.yml"):
