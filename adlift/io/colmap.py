@@ -38,22 +38,14 @@ from adlift.errors import CameraError, FileFormatError
 from adlift.io.atomic import atomic_path, write_text_atomic
 from adlift.rotations import matrix_to_quat, quat_to_matrix
 
-#: COLMAP camera models: id -> (name, number of parameters). All of COLMAP's, so a binary file
-#: with a model we do not support still parses up to a clear error.
-MODELS: dict[int, tuple[str, int]] = {
-    0: ("SIMPLE_PINHOLE", 3),
-    1: ("PINHOLE", 4),
-    2: ("SIMPLE_RADIAL", 4),
-    3: ("RADIAL", 5),
-    4: ("OPENCV", 8),
-    5: ("OPENCV_FISHEYE", 8),
-    6: ("FULL_OPENCV", 12),
-    7: ("FOV", 5),
-    8: ("SIMPLE_RADIAL_FISHEYE", 4),
-    9: ("RADIAL_FISHEYE", 5),
-    10: ("THIN_PRISM_FISHEYE", 12),
-    11: ("RAD_TAN_THIN_PRISM_FISHEYE", 16),
-}
+#: COLMAP camera models: id -> (name, number of parameters); the id is the position in COLMAP's
+#: list. All of COLMAP's, so a binary file with a model we do not support still parses up to a
+#: clear error.
+MODELS: dict[int, tuple[str, int]] = dict(enumerate([
+    ("SIMPLE_PINHOLE", 3), ("PINHOLE", 4), ("SIMPLE_RADIAL", 4), ("RADIAL", 5), ("OPENCV", 8),
+    ("OPENCV_FISHEYE", 8), ("FULL_OPENCV", 12), ("FOV", 5), ("SIMPLE_RADIAL_FISHEYE", 4), ("RADIAL_FISHEYE", 5),
+    ("THIN_PRISM_FISHEYE", 12), ("RAD_TAN_THIN_PRISM_FISHEYE", 16),
+]))  # fmt: skip
 MODEL_IDS = {name: (mid, n) for mid, (name, n) in MODELS.items()}
 
 #: Models AdLift reads, with the parameter index of (fx, fy, cx, cy) and of the distortion terms.

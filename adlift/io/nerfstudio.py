@@ -201,6 +201,16 @@ def read_transforms_with_splits(path: str | Path) -> tuple[Cameras, dict[str, li
         # nerfstudio: a top-level intrinsic applies to every frame and wins over per-frame ones.
         return meta[key] if key in meta else frame.get(key)
 
+    def focal(frame: dict, i: int, axis: str, size: int, where: str) -> float | None:
+        """fl_{axis}, else from camera_angle_{axis} (the field of view across ``size`` pixels), else None."""
+        fl, angle = value(frame, f"fl_{axis}", i), value(frame, f"camera_angle_{axis}", i)
+        if fl is None and angle is not None:
+            angle = finite_number(path, angle, f"{where} camera_angle_{axis}")
+            if not 0 < angle < math.pi:
+                raise FileFormatError(path, f"{where}: camera_angle_{axis} must be in (0, pi) radians, got {angle}")
+            return 0.5 * size / math.tan(0.5 * angle)
+        return None if fl is None else finite_number(path, fl, f"{where} fl_{axis}")
+
     c2ws, Ks, sizes, names, file_paths = [], [], set(), [], []
     distorted: set[str] = set()
     for i, frame in enumerate(frames):
@@ -218,24 +228,13 @@ def read_transforms_with_splits(path: str | Path) -> tuple[Cameras, dict[str, li
             raise FileFormatError(path, f"{where}: no image size; give 'w' and 'h' at the top level or per frame")
         w, h = positive_int(path, w, f"{where} w"), positive_int(path, h, f"{where} h")
         sizes.add((w, h))
-        fx = value(frame, "fl_x", i)
-        if fx is None and value(frame, "camera_angle_x", i) is not None:
-            ax = finite_number(path, value(frame, "camera_angle_x", i), f"{where} camera_angle_x")
-            if not 0 < ax < math.pi:
-                raise FileFormatError(path, f"{where}: camera_angle_x must be in (0, pi) radians, got {ax}")
-            fx = 0.5 * w / math.tan(0.5 * ax)
+        fx = focal(frame, i, "x", w, where)
         if fx is None:
             raise FileFormatError(
                 path, f"{where}: no focal length; give 'fl_x' (and 'fl_y') at the top level or per frame"
             )
-        fx = finite_number(path, fx, f"{where} fl_x")
-        fy = value(frame, "fl_y", i)
-        if fy is None and value(frame, "camera_angle_y", i) is not None:
-            ay = finite_number(path, value(frame, "camera_angle_y", i), f"{where} camera_angle_y")
-            if not 0 < ay < math.pi:
-                raise FileFormatError(path, f"{where}: camera_angle_y must be in (0, pi) radians, got {ay}")
-            fy = 0.5 * h / math.tan(0.5 * ay)
-        fy = fx if fy is None else finite_number(path, fy, f"{where} fl_y")
+        fy = focal(frame, i, "y", h, where)
+        fy = fx if fy is None else fy
         if fx <= 0 or fy <= 0:
             raise FileFormatError(path, f"{where}: focal lengths must be positive, got fl_x={fx}, fl_y={fy}")
         cx, cy = value(frame, "cx", i), value(frame, "cy", i)
