@@ -454,16 +454,17 @@ def write_ply(
     for c in comments:
         if not c.isascii() or "\n" in c or "\r" in c:
             raise AdLiftError(f"cannot write {path}: PLY comments must be one line of ASCII text, got {c!r}")
-    try:
-        scene.check_values()
-    except SceneError as err:
-        raise SceneError(f"cannot write {path}: {err}") from None
-    as_float32 = scene.detach().to("cpu", torch.float32)
-    try:
-        as_float32.check_values()
-    except SceneError as err:
-        raise SceneError(f"cannot write {path}: values beyond the float32 range: {err}") from None
-    vertices = scene_to_vertex_array(as_float32, normals=normals)
+    vertices = scene_to_vertex_array(scene, normals=normals)
+    if not np.isfinite(vertices.view("<f4")).all():  # one check of the float32 values; say which field
+        try:
+            scene.check_values()
+        except SceneError as err:
+            raise SceneError(f"cannot write {path}: {err}") from None
+        try:
+            scene.detach().to("cpu", torch.float32).check_values()
+        except SceneError as err:
+            raise SceneError(f"cannot write {path}: values beyond the float32 range: {err}") from None
+        raise SceneError(f"cannot write {path}: non-finite values")  # not reached: one of the above raises
     ply = plyfile.PlyData(
         [plyfile.PlyElement.describe(vertices, "vertex")], text=False, byte_order="<", comments=comments
     )
