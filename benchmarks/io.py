@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     write_json_atomic(args.out, result)
-    print(f"| N | file MB | path | median s | MB/s |\n|---:|---:|---|---:|---:|")
+    print("| N | file MB | path | median s | MB/s |\n|---:|---:|---|---:|---:|")
     for r in rows:
         print(f"| {r['n']:,} | {r['file_mb']} | {r['path']} | {r['seconds']:.3f} | {r['mb_per_s']:.0f} |")
     print(f"wrote {args.out}")

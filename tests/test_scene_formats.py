@@ -74,7 +74,8 @@ def test_real_writers_are_detected_as_ply(tmp_path, writer):
 
 def test_sniffer_tells_compressed_ply_apart():
     inria = fx.ply_bytes([fx.vertex_element(fx.gaussian_columns(fx.make_params(2, 0), normals=True))])
-    compressed_header = b"ply\r\nformat binary_little_endian 1.0\r\nelement vertex 2\r\nproperty uint packed_position\r\n"
+    compressed_header = b"ply\r\nformat binary_little_endian 1.0\r\nelement vertex 2\r\n"
+    compressed_header += b"property uint packed_position\r\n"
     assert ply.sniff(inria) and ply.sniff(b"ply\r\n")
     assert not ply.sniff(compressed_header) and ply.is_compressed_header(compressed_header)
     assert not ply.sniff(b"PLY\n") and not ply.sniff(b"") and not ply.sniff(b"solid cube\n")

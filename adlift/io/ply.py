@@ -359,10 +359,56 @@ def read_ply(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Gaussia
     )
 
 
+def _order(k: int) -> list[str]:
+    """The used vertex properties of an f_dc file with K SH coefficients, in the order of
+    ``_gather_rows``: means, DC colour, f_rest (channel-major), opacity, scales, quaternion."""
+    return ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", *(f"f_rest_{i}" for i in range(3 * (k - 1))),
+            "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]  # fmt: skip
+
+
+def _gather_rows(data, *, n: int, k: int, work) -> dict[str, np.ndarray] | None:
+    """Fast path for rows of one float type (every 3DGS writer): one gather of the used columns
+    and one finiteness check. None when the layout differs or a value is not finite (the
+    per-column path then reads it and names the bad property)."""
+    fields = data.dtype.fields or {}
+    types = {f[0] for f in fields.values()}
+    if len(types) != 1:
+        return None
+    (ftype,) = types
+    if ftype.kind != "f" or data.dtype.itemsize != len(fields) * ftype.itemsize:
+        return None
+    names = list(data.dtype.names)
+    rows = np.asarray(data).view(ftype).reshape(n, len(names))  # [N, P], no copy
+    with np.errstate(over="ignore"):
+        table = rows[:, [names.index(name) for name in _order(k)]].astype(work, copy=False)  # [N, 17 + 3(K-1)]
+    if not np.isfinite(table).all():
+        return None
+    r = 6 + 3 * (k - 1)
+    rest = table[:, 6:r].reshape(n, 3, k - 1).transpose(0, 2, 1)  # channel-major f_rest -> [N, K-1, 3]
+    return {"means": table[:, :3], "sh": np.concatenate([table[:, None, 3:6], rest], axis=1),
+            "opacity": table[:, r], "scales": table[:, r + 1 : r + 4], "quats": table[:, r + 4 : r + 8]}  # fmt: skip
+
+
 def _vertices_to_scene(path: Path, data, *, n: int, k: int, rgb_mode: bool, dtype: torch.dtype) -> GaussianScene:
     """Columns of the parsed vertex element (``data[name]`` -> [n]) -> GaussianScene, checking
     every value is finite."""
     work = np.float64 if dtype == torch.float64 else np.float32
+    fast = None if rgb_mode else _gather_rows(data, n=n, k=k, work=work)
+    if fast is None:
+        fast = _gather_columns(path, data, n=n, k=k, rgb_mode=rgb_mode, work=work)
+    tensors = {}
+    for name, key in (("means", "means"), ("quats", "quats"), ("log_scales", "scales"),
+                      ("opacity_logits", "opacity"), ("sh", "sh")):  # fmt: skip
+        t = torch.from_numpy(np.ascontiguousarray(fast[key])).to(dtype)
+        if torch.finfo(dtype).max < np.finfo(work).max and not bool(torch.isfinite(t).all()):
+            raise FileFormatError(path, f"{name} values exceed the range of {dtype}; read with a wider dtype")
+        tensors[name] = t
+    return GaussianScene(**tensors, check_finite=False)
+
+
+def _gather_columns(path: Path, data, *, n: int, k: int, rgb_mode: bool, work) -> dict[str, np.ndarray]:
+    """Column by column, any numeric types: the arrays of :func:`_gather_rows`, or a one-line
+    FileFormatError naming the first vertex and property with a non-finite value."""
 
     def column(name: str) -> np.ndarray:
         raw = data[name]
@@ -406,15 +452,7 @@ def _vertices_to_scene(path: Path, data, *, n: int, k: int, rgb_mode: bool, dtyp
     opacity = column("opacity")
     scales = fill((n, 3), [f"scale_{i}" for i in range(3)])
     quats = fill((n, 4), [f"rot_{i}" for i in range(4)])
-
-    tensors = {}
-    for name, array in (("means", means), ("quats", quats), ("log_scales", scales), ("opacity_logits", opacity),
-                        ("sh", sh)):  # fmt: skip
-        t = torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
-        if torch.finfo(dtype).max < np.finfo(work).max and not bool(torch.isfinite(t).all()):
-            raise FileFormatError(path, f"{name} values exceed the range of {dtype}; read with a wider dtype")
-        tensors[name] = t
-    return GaussianScene(**tensors, check_finite=False)
+    return {"means": means, "sh": sh, "opacity": opacity, "scales": scales, "quats": quats}
 
 
 def scene_to_vertex_array(scene: GaussianScene, *, normals: bool = True) -> np.ndarray:
