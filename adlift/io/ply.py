@@ -72,7 +72,7 @@ def split_header(head: bytes) -> tuple[bytes, bytes] | None:
     return None if end < 0 else (head[: end + len(nl) + len(b"end_header")], nl)
 
 
-_PACKED = re.compile(rb"(?:^|[\r\n])property\s+\S+\s+packed_(?:position|rotation|scale|color)\s")
+_PACKED = re.compile(rb"(?:^|[\r\n])property\s+\S+\s+(?:" + "|".join(COMPRESSED_MARKERS).encode() + rb")\s")
 
 
 def is_compressed_header(header: bytes) -> bool:
