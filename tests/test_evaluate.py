@@ -224,7 +224,8 @@ def test_evaluate_cli_errors(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     for args, needle in [(("--purify", "bogus7"), "bad purification"), (("--eta", "2"), "budget must lie")]:
-        proc = run_cli("evaluate", str(tmp_path / "empty"), *args, hf_home=hf)  # a usage error, before anything runs
+        proc = run_cli("evaluate", str(tmp_path / "empty"), *args, hf_home=hf)  # rejected while parsing, before anything runs
         assert proc.returncode == 2 and "Traceback" not in proc.stderr and needle in proc.stderr, proc.stderr[-1500:]
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     proc = run_cli("evaluate", "--help", hf_home=hf)
     assert proc.returncode == 0 and all(name in proc.stdout for name in ("jpeg", "blur", "resize", "noise", "tiny"))

@@ -48,10 +48,9 @@ def format_budget(value: float) -> str:
 
 
 def _budget_from_cli(args: list[str]) -> float:
-    try:
-        return parse_budget(args[0])
-    except AdLiftError as e:
-        raise ValueError(str(e)) from None  # tyro turns ValueError into a usage error (exit 2)
+    # An AdLiftError raised while tyro parses passes through tyro unchanged, so the console script's
+    # run_command prints it as one line and exits 2 (a ValueError would become tyro's boxed usage error).
+    return parse_budget(args[0])
 
 
 #: A config field holding an L-infinity budget: a float in the library, written ``8/255`` or ``0.031`` on

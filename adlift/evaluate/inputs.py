@@ -32,10 +32,7 @@ if TYPE_CHECKING:
 def _optional_budget(args: list[str]) -> float | None:
     if args[0].strip().lower() in ("", "none", "manifest"):
         return None
-    try:
-        return parse_budget(args[0])
-    except AdLiftError as e:
-        raise ValueError(str(e)) from None  # tyro turns ValueError into a usage error (exit 2), as for Budget
+    return parse_budget(args[0])  # AdLiftError passes through tyro: one line, exit 2 (see attacks.pgd.Budget)
 
 
 #: A :data:`~adlift.attacks.pgd.Budget` that may be left to the manifest (None).

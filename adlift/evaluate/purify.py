@@ -107,10 +107,8 @@ def format_purifications(purifications: tuple[Purification, ...] | list[Purifica
 
 def _purifications_from_cli(args: list[str]) -> tuple[Purification, ...]:
     text = args[0].strip()
-    try:
-        return () if text.lower() in ("", "none") else tuple(parse_purifications(text))
-    except AdLiftError as e:
-        raise ValueError(str(e)) from None  # tyro turns ValueError into a usage error (exit 2)
+    # AdLiftError passes through tyro: one line and exit 2 from run_command (see attacks.pgd.Budget).
+    return () if text.lower() in ("", "none") else tuple(parse_purifications(text))
 
 
 #: ``--purify`` help: the token grammar, from the registry.
