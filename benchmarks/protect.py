@@ -42,7 +42,7 @@ from adlift.attacks import LOSSES, AdversarialLoss, loss_config  # noqa: E402
 from adlift.editors import load_editor  # noqa: E402
 from adlift.io.atomic import write_text_atomic  # noqa: E402
 from adlift.io.cameras import load_cameras  # noqa: E402
-from adlift.io.ply import read_ply  # noqa: E402
+from adlift.io.formats import read_scene  # noqa: E402
 from adlift.protect import METHODS, ProtectConfig, SafeguardConfig, protect  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -63,7 +63,7 @@ def base_config(args) -> ProtectConfig:
 
 
 def cost_part(args, loss, rss: PeakRSS) -> list[dict]:
-    raw_all = read_ply(BUST / "scene.ply").to(args.device)
+    raw_all = read_scene(BUST / "scene.ply").to(args.device)
     if args.cost_views < 2:
         raise SystemExit("--cost-views must be at least 2")
     rows = []
@@ -90,7 +90,7 @@ def cost_part(args, loss, rss: PeakRSS) -> list[dict]:
 
 
 def quality_part(args, loss) -> list[dict]:
-    raw = read_ply(BUST / "scene.ply").to(args.device)
+    raw = read_scene(BUST / "scene.ply").to(args.device)
     train = load_cameras(BUST / "transforms.json", split="train", width=args.size)
     step = max(1, len(train) // args.views)
     train = train[list(range(0, len(train), step))[: args.views]].to(args.device)

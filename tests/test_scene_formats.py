@@ -180,3 +180,20 @@ def test_info_names_the_format(tmp_path, capsys):
     assert main(["info", str(path)]) == 0
     table = capsys.readouterr().out
     assert "ply: INRIA 3DGS layout" in table and "Gaussians" in table and "5" in table
+
+
+def test_every_scene_file_goes_through_the_registry():
+    """Outside adlift/io, scene files are read and written with read_scene / write_scene only, so a
+    newly registered format works everywhere (the library, the commands, scenes/, benchmarks/)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for d in ("adlift", "scenes", "benchmarks") for p in (root / d).rglob("*.py")]
+    offenders = [
+        f"{p.relative_to(root)}:{i}"
+        for p in files
+        if "io" not in p.relative_to(root).parts[:2]
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if "read_ply(" in line or "write_ply(" in line or "import read_ply" in line or "import write_ply" in line
+    ]
+    assert offenders == []

@@ -76,7 +76,7 @@ class EditCommand:
 
         from adlift.editors import load_editor, untrained_note, warn_untrained, write_edit_outputs
         from adlift.io.cameras import load_cameras
-        from adlift.io.ply import read_ply
+        from adlift.io.formats import read_scene
 
         config = self.config()
         config.validate()
@@ -87,7 +87,7 @@ class EditCommand:
         if self.mode == "3d" and ply_path.exists() and self.scene.exists() and os.path.samefile(ply_path, self.scene):
             raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
         device = self.render.torch_device()
-        scene = read_ply(self.scene).to(device)
+        scene = read_scene(self.scene).to(device)
         cameras = load_cameras(self.cameras, scene=scene, split=self.split, width=self.render.width,
                                height=self.render.height)  # fmt: skip
         if len(cameras) == 0:

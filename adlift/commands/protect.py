@@ -77,7 +77,7 @@ class ProtectCommand:
         from adlift.attacks import AdversarialLoss, describe_loss, format_budget
         from adlift.editors import load_editor, untrained_note, warn_untrained
         from adlift.io.cameras import load_cameras
-        from adlift.io.ply import read_ply
+        from adlift.io.formats import read_scene
         from adlift.protect import protect
         from adlift.protect.output import write_protection
         from adlift.protect.report import print_summary
@@ -91,7 +91,7 @@ class ProtectCommand:
         if target.exists() and self.scene.exists() and os.path.samefile(target, self.scene):
             raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
         device = self.render.torch_device()
-        scene = read_ply(self.scene).to(device)
+        scene = read_scene(self.scene).to(device)
         source = self.camera_source()
         size = {"width": self.render.width, "height": self.render.height}
         train = load_cameras(source, scene=scene, split="train", **size)

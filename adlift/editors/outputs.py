@@ -97,7 +97,7 @@ def write_edit_outputs(
     overwritten (the input scene). ``source`` names the producer in the .ply comment.
     """
     from adlift.io.json_safe import write_json_atomic
-    from adlift.io.ply import write_ply
+    from adlift.io.formats import write_scene
     from adlift.render.images import save_images
 
     out = Path(out)
@@ -112,7 +112,7 @@ def write_edit_outputs(
         for p in protect:
             if Path(p).exists() and ply.exists() and ply.samefile(p):
                 raise AdLiftError(f"refusing to overwrite the input file {p}; choose another output directory")
-        write_ply(scene, ply, comments=[ply_comment(f"{source} --mode {mode}", instruction, editor_metadata)])
+        write_scene(scene, ply, comments=[ply_comment(f"{source} --mode {mode}", instruction, editor_metadata)])
         files["scene"] = "edited.ply"
     save_images(originals.detach().cpu(), names, out / "original")
     files["original"] = "original/"

@@ -112,7 +112,7 @@ def run_evaluation(
     report.md, grid_<split>.png and metrics.png into the resolved output directory."""
     from adlift.editors import load_editor
     from adlift.editors.untrained import warn_untrained
-    from adlift.io.ply import read_ply
+    from adlift.io.formats import read_scene
 
     render = render or RenderOptions()
     render.validate()
@@ -121,8 +121,8 @@ def run_evaluation(
                                  background=resolved.background)  # fmt: skip
     config.validate()
     device = render.torch_device()
-    raw = read_ply(resolved.raw).to(device)
-    protected = read_ply(resolved.protected).to(device)
+    raw = read_scene(resolved.raw).to(device)
+    protected = read_scene(resolved.protected).to(device)
     splits = load_splits(resolved.cameras, raw, render)
     editor = load_editor(resolved.editor, device=device)
     warn_untrained(editor, echo)

@@ -122,12 +122,12 @@ class AdLiftModel(Model):
         return out.resized(width=self.config.width) if self.config.width and resize else out
 
     def _load_scene(self, path: Path) -> GaussianScene:
-        from adlift.io.ply import read_ply
+        from adlift.io.formats import formats_for_name, read_scene
         from adlift.nerfstudio.splatfacto import read_splatfacto_checkpoint
 
-        if path.suffix.lower() == ".ply":
+        if formats_for_name(path):  # a scene file (.ply or any registered format), else a checkpoint
             self.source_path, self.source_kind = path, "ply"
-            return read_ply(path)
+            return read_scene(path)
         self.source_path, self.source_kind = find_checkpoint(path), "splatfacto-checkpoint"
         return read_splatfacto_checkpoint(self.source_path)
 
@@ -295,7 +295,7 @@ class AdLiftProtectModel(AdLiftModel):
 
     def finish(self, output_dir: Path) -> None:
         """Write protected.ply, manifest.json, transforms.json, preview.png (+ raw.ply) into output_dir."""
-        from adlift.io.ply import write_ply
+        from adlift.io.formats import write_scene
         from adlift.protect.output import write_protection
         from adlift.protect.report import summary_table
 
@@ -304,7 +304,7 @@ class AdLiftProtectModel(AdLiftModel):
         output_dir.mkdir(parents=True, exist_ok=True)
         raw_path = self.source_path
         if self.source_kind != "ply":
-            raw_path = write_ply(self.scene, output_dir / "raw.ply", comments=[f"adlift: Gaussians of {self.source_path.name}"])
+            raw_path = write_scene(self.scene, output_dir / "raw.ply", comments=[f"adlift: Gaussians of {self.source_path.name}"])
         cfg = self.protect_config()
         result = self.run.result(self.novel_cameras)
         write_protection(

@@ -72,16 +72,16 @@ def write_protection(
 
     ``nerfstudio``: the section ``ns-train adlift-protect`` adds."""
     from adlift.io.nerfstudio import write_transforms
-    from adlift.io.ply import write_ply
+    from adlift.io.formats import write_scene
     from adlift.protect.api import render_views
 
     out.mkdir(parents=True, exist_ok=True)
     untrained = is_untrained(editor_metadata)
     note = untrained_note(editor_metadata, "protection")
     comment = f"adlift protect {config.method}, instruction {instruction!r}, eta {config.eta * 255:.3g}/255{note}"
-    write_ply(result.protected, out / "protected.ply", comments=[comment.replace("\n", " ")])
+    write_scene(result.protected, out / "protected.ply", comments=[comment.replace("\n", " ")])
     if save_safeguard:
-        write_ply(result.safeguard, out / "safeguard.ply", comments=["adlift safeguard Gaussians"])
+        write_scene(result.safeguard, out / "safeguard.ply", comments=["adlift safeguard Gaussians"])
     all_cams = Cameras.concat([train_cameras] + ([novel_cameras] if novel_cameras is not None else []))
     splits = {"train": list(train_cameras.names)}
     if novel_cameras is not None:

@@ -89,13 +89,13 @@ def _budget(value) -> float | None:
 
 
 def _read_scene(path: Path, device: torch.device) -> GaussianScene:
-    from adlift.io.ply import read_ply
+    from adlift.io.formats import read_scene
 
     if not path.exists():
         raise AdLiftError(f"{path}: no such file")
     if path.is_dir():
         raise AdLiftError(f"{path}: is a directory, expected a 3DGS .ply")
-    return read_ply(path).to(device)
+    return read_scene(path).to(device)
 
 
 def _load_rigs(source: str | Path, raw: GaussianScene) -> dict[str, Cameras]:
