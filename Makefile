@@ -12,7 +12,7 @@ STAMP := $(VENV)/.adlift-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean scenes bench-render bench-protect cuda cuda-check chromium view viewer-screenshot test-nerfstudio help
+.PHONY: demo test install clean scenes bench-render bench-protect train-mini cuda cuda-check chromium view viewer-screenshot test-nerfstudio help
 
 help:
 	@echo "make demo        set up .venv and run the demo on a bundled scene (offline)"
@@ -22,6 +22,7 @@ help:
 	@echo "make scenes      regenerate the bundled scenes (byte-identical)"
 	@echo "make bench-render  run the renderer benchmark (writes benchmarks/results/*.json)"
 	@echo "make bench-protect run the protection benchmark (cost, and lifted-pgd vs fit2d vs direct)"
+	@echo "make train-mini  retrain the mini InstructPix2Pix on CPU and write its weights into the package"
 	@echo "make cuda        build our CUDA rasteriser ahead of time (needs a CUDA GPU and CUDA torch)"
 	@echo "make cuda-check  compile-check every cuda/src/*.cu with plain nvcc (sm_90, sm_80); no GPU needed"
 	@echo "make clean       remove .venv and outputs/"
@@ -86,6 +87,11 @@ bench-render: $(STAMP)
 
 bench-protect: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/protect.py --threads 2
+
+# The trained mini InstructPix2Pix (docs/MINI_EDITOR.md): seeded, resumable from outputs/train-mini,
+# then evaluated on the held-out set and written into adlift/editors/mini_weights/.
+train-mini: $(STAMP)
+	$(PY) -m adlift.editors.mini_train --out outputs/train-mini --export
 
 cuda: $(STAMP)
 	$(PY) -m adlift.render.cuda_build --verbose
