@@ -336,8 +336,11 @@ def test_editor_registry_names_loaders_and_help():
     from adlift.editors.ip2p import load_ip2p
     from adlift.editors.tiny import load_tiny
 
-    assert EDITORS.names()[:2] == ("ip2p", "tiny")
+    from adlift.editors.mini import load_mini
+
+    assert set(EDITORS.names()) >= {"ip2p", "mini", "tiny"}
     assert EDITORS.get("ip2p") is load_ip2p and EDITORS.get("tiny") is load_tiny
+    assert EDITORS.get("mini") is load_mini
     text = editor_help()
     assert all(f"{name}: " in text for name in EDITORS.names()) and "hub id" in text
     with pytest.raises(ValueError, match="already registered"):
