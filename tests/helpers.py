@@ -154,6 +154,14 @@ def tiny_editor():
     return load_editor("tiny", device="cpu", cache_dir=TINY_CACHE)
 
 
+@functools.cache
+def mini_editor():
+    """The shipped mini editor (a ``MiniEditor``) on the CPU, loaded once per test session."""
+    from adlift.editors import load_editor
+
+    return load_editor("mini", device="cpu")
+
+
 def offline_hub(monkeypatch, cache: Path) -> Path:
     """Point huggingface_hub at the hub cache ``cache``, offline. Its settings are read from the
     environment once, at import, so tests set them on ``huggingface_hub.constants`` itself."""

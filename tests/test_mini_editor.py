@@ -101,3 +101,25 @@ def test_the_documented_settings_are_the_cards():
     from adlift.editors.mini import MINI_EDIT_SETTINGS
 
     assert card_info()["eval_settings"] == MINI_EDIT_SETTINGS
+
+
+@pytest.mark.skipif(not (MINI_WEIGHTS / "model_index.json").is_file(), reason="mini weights not trained yet")
+def test_the_mini_editor_gives_its_reference_and_guidance():
+    from adlift.editors.mini import MINI_EDIT_SETTINGS
+    from tests.helpers import mini_editor, tiny_editor
+
+    editor = mini_editor()
+    assert editor.reference_edit_for("turn him into a clown") is None  # no known answer: None, no error
+    assert editor.reference_edit_for("") is None
+    x = _pixels()
+    for instr in ("make it gold", "turn it blue", "invert the colors"):
+        ref = editor.reference_edit_for(instr)
+        assert callable(ref) and torch.equal(ref(x), reference_edit(x, instr))
+    assert not torch.equal(editor.reference_edit_for("make it gold")(x), editor.reference_edit_for("make it sepia")(x))
+    assert editor.default_guidance("2d") == editor.default_guidance("3d") == MINI_EDIT_SETTINGS["guidance_scale"] == 3.0
+    with pytest.raises(AdLiftError, match="mode"):
+        editor.default_guidance("4d")
+    # InstructPix2Pix (here its untrained tiny stand-in) knows no answer and keeps IP2P / Instruct-GS2GS' guidance
+    tiny = tiny_editor()
+    assert tiny.reference_edit_for("make it gold") is None
+    assert (tiny.default_guidance("2d"), tiny.default_guidance("3d")) == (7.5, 12.5)

@@ -382,6 +382,27 @@ class IP2PEditor:
             "diffusers": diffusers.__version__,
         }
 
+    # ------------------------------------------------------------------ what an edit should give
+    def reference_edit_for(self, instruction: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The exact answer of ``instruction``, if this editor knows one: a function images [B, 3, H, W]
+        in [0, 1] -> the correctly edited images [B, 3, H, W]; None when no answer is known.
+
+        The extension point of *edit success* (:func:`adlift.evaluate.run.protection_records`:
+        PSNR/SSIM of an edit to the reference). InstructPix2Pix has no known answer for free-form
+        instructions, so this returns None; :class:`~adlift.editors.mini.MiniEditor` returns its
+        exact transforms. An editor with computable answers overrides this method.
+        """
+        return None
+
+    def default_guidance(self, mode: str) -> float:
+        """The text guidance this editor edits with when none is given: ``mode`` "2d" (an edit of
+        each image: InstructPix2Pix' 7.5) or "3d" (Instruct-GS2GS' dataset updates: 12.5)."""
+        from adlift.editors.scene_edit import GS2GS_GUIDANCE, IP2P_GUIDANCE
+
+        if mode not in ("2d", "3d"):
+            raise AdLiftError(f"mode must be 2d or 3d, got {mode!r}")
+        return IP2P_GUIDANCE if mode == "2d" else GS2GS_GUIDANCE
+
     # ------------------------------------------------------------------ editing
     @torch.no_grad()
     def edit(

@@ -153,6 +153,19 @@ class MiniEditor(IP2PEditor):
         """:func:`reference_edit`: the exact answer for one of :data:`INSTRUCTIONS`."""
         return reference_edit(images, instruction)
 
+    def reference_edit_for(self, instruction: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """``images -> reference_edit(images, instruction)`` for one of :data:`INSTRUCTIONS`, else None
+        (an instruction the mini editor was not trained on has no known answer)."""
+        if instruction not in _EDITS:
+            return None
+        return lambda images: reference_edit(images, instruction)
+
+    def default_guidance(self, mode: str) -> float:
+        """:data:`MINI_EDIT_SETTINGS`' text guidance (3.0, the model card's), in 2d and 3d alike."""
+        if mode not in ("2d", "3d"):
+            raise AdLiftError(f"mode must be 2d or 3d, got {mode!r}")
+        return float(MINI_EDIT_SETTINGS["guidance_scale"])
+
     def metadata(self) -> dict:
         return {**super().metadata(), "model_organism": True, "note": MODEL_ORGANISM_NOTE}
 
