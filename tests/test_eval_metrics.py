@@ -138,6 +138,79 @@ def test_lpips_unavailable_gives_none_and_a_reason():
     assert all(row["lpips"] is None for row in image_pair_metrics(x, x, lpips=LpipsMetric.load()))
 
 
+# ------------------------------------------------------------------------------ edit success
+
+
+def _constant(values, size: int = 16) -> torch.Tensor:
+    """One constant float64 image [1, 3, size, size] per value."""
+    return torch.tensor(values, dtype=torch.float64).view(-1, 1, 1, 1).expand(-1, 3, size, size).clone()
+
+
+def _ssim_of_constants(a: float, b: float) -> float:
+    """SSIM of two constant images: only the luminance term is left, (2ab + C1) / (a^2 + b^2 + C1)."""
+    c1 = 0.01**2
+    return (2 * a * b + c1) / (a * a + b * b + c1)
+
+
+def test_edit_success_is_the_psnr_of_the_edit_to_the_reference():
+    from adlift.evaluate.run import mean_of, protection_records
+
+    calls = []
+
+    def invert(images):  # a stub reference: "invert the colours"
+        calls.append(images.clone())
+        return 1.0 - images
+
+    raw, prot = _constant([0.5, 0.2]), _constant([0.25, 0.3])
+    edit_raw = _constant([0.6, 0.8])  # 0.1 off reference(raw) = 0.5; exactly reference(raw) = 0.8
+    edit_prot = _constant([0.45, 0.75])  # 0.3 off reference(prot) = 0.75; 0.05 off 0.7
+    rows = protection_records(raw, prot, edit_raw, edit_prot, None, None, ("a", "b"), invert)
+    assert len(calls) == 2 and torch.equal(calls[0], raw) and torch.equal(calls[1], prot)  # sources, not edits
+    # MSE of constant images is the squared offset: PSNR = -10 log10(offset^2)
+    want_raw, want_prot = [-10 * math.log10(0.1**2), math.inf], [-10 * math.log10(0.3**2), -10 * math.log10(0.05**2)]
+    for i, row in enumerate(rows):
+        assert row["edit_success_raw_psnr"] == pytest.approx(want_raw[i], rel=1e-9)
+        assert row["edit_success_protected_psnr"] == pytest.approx(want_prot[i], rel=1e-9)
+    assert rows[0]["edit_success_raw_psnr"] == pytest.approx(20.0) and rows[1]["edit_success_raw_psnr"] == math.inf
+    assert rows[0]["edit_success_fall_psnr"] == pytest.approx(20.0 + 10 * math.log10(0.09), rel=1e-9)  # ~9.54 dB
+    r0 = rows[0]
+    assert r0["edit_success_fall_psnr"] == r0["edit_success_raw_psnr"] - r0["edit_success_protected_psnr"]
+    assert rows[1]["edit_success_fall_psnr"] == math.inf  # a perfect raw edit, an imperfect protected one
+    assert rows[0]["edit_success_raw_ssim"] == pytest.approx(_ssim_of_constants(0.6, 0.5), rel=1e-6)
+    assert rows[0]["edit_success_protected_ssim"] == pytest.approx(_ssim_of_constants(0.45, 0.75), rel=1e-6)
+    assert rows[1]["edit_success_raw_ssim"] == pytest.approx(1.0, rel=1e-9)
+    # the per-split summary is the mean of the views (an infinite fall makes the mean infinite)
+    means = mean_of(rows)
+    assert means["edit_success_protected_psnr"] == pytest.approx(sum(want_prot) / 2, rel=1e-9)
+    assert means["edit_success_fall_psnr"] == math.inf
+
+
+def test_edit_success_fall_edge_cases():
+    from adlift.evaluate.run import mean_of, psnr_fall
+
+    assert psnr_fall(math.inf, math.inf) == 0.0 and psnr_fall(30.0, 20.0) == 10.0
+    assert psnr_fall(20.0, math.inf) == -math.inf
+    assert mean_of([{"x": -math.inf}, {"x": 1.0}]) == {"x": -math.inf}
+    assert mean_of([{"x": -math.inf}, {"x": math.inf}]) == {"x": None}  # no mean: n/a, not a made-up sign
+
+
+def test_without_a_reference_edit_success_is_none_and_shows_as_na():
+    from adlift.evaluate.columns import METRICS, columns
+    from adlift.evaluate.run import EDIT_SUCCESS_KEYS, protection_records
+
+    raw, prot = _constant([0.5, 0.2]), _constant([0.25, 0.3])
+    rows = protection_records(raw, prot, 1 - raw, 1 - prot, None, None, ("a", "b"))
+    assert len(rows) == 2 and len(EDIT_SUCCESS_KEYS) == 5
+    for row in rows:
+        assert all(k in row and row[k] is None for k in EDIT_SUCCESS_KEYS)
+        assert row["edit_deviation_psnr"] < math.inf  # the other protection metrics are still measured
+    assert [METRICS.get(k).cell(None) for k in EDIT_SUCCESS_KEYS] == ["n/a"] * 5
+    # the fall is a headline: report.md's protection and robustness tables, the console summary, the viewer
+    for table in ("protection", "robustness", "views", "summary", "viewer"):
+        assert "edit_success_fall_psnr" in [m.key for m in columns(table)], table
+    assert METRICS.get("edit_success_fall_psnr").header == "success fall dB"
+
+
 # ------------------------------------------------------------------------------ purifications
 
 

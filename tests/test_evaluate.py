@@ -12,16 +12,17 @@ import json
 import math
 
 import pytest
+import torch
 from PIL import Image
 
 from adlift.evaluate import load_clip, parse_purifications
 from adlift.evaluate.figures import save_grid, save_plots
 from adlift.evaluate.report import ReportContext, build_report, markdown_report, write_report
-from adlift.evaluate.run import EvaluateConfig, evaluate, mean_of, pick_views
+from adlift.evaluate.run import EDIT_SUCCESS_KEYS, EvaluateConfig, evaluate, mean_of, pick_views
 from adlift.io.cameras import load_cameras
 from adlift.io.ply import read_ply
 from adlift.render.options import RenderOptions
-from tests.helpers import BUST, BUST_CAMS, run_cli, tiny_editor
+from tests.helpers import BUST, BUST_CAMS, mini_editor, run_cli, tiny_editor
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
@@ -81,6 +82,63 @@ def test_a_known_perturbation_is_measured():
     assert res.images["novel"].edit_protected.shape == (2, 3, 32, 32)
 
 
+class CoarseInverter:
+    """A stand-in editor: "invert the colors" done in 1/8 steps, so how well it succeeds depends on the
+    image; it knows the exact answer (1 - x) and, like the mini editor, has its own default guidance."""
+
+    name = "coarse-inverter"
+
+    def __init__(self):
+        self.guidance: list[float] = []
+
+    def edit(self, images, instruction, *, steps, guidance_scale, image_guidance_scale, seed, batch_size):
+        self.guidance.append(guidance_scale)
+        return 1.0 - torch.round(images * 8) / 8
+
+    def default_guidance(self, mode: str) -> float:
+        return 3.0
+
+    def reference_edit_for(self, instruction: str):
+        return (lambda images: 1.0 - images) if instruction == "invert the colors" else None
+
+
+def _psnr(a, b) -> list[float]:
+    """PSNR per image from the mean squared error, written out (no adlift code)."""
+    return [-10 * math.log10(float(((x - y) ** 2).mean())) for x, y in zip(a, b)]
+
+
+def test_edit_success_is_measured_against_the_editors_reference():
+    raw, prot = scenes()
+    editor = CoarseInverter()
+    res = evaluate(raw, prot, splits(), "invert the colors", editor, FAST)
+    assert editor.guidance and set(editor.guidance) == {3.0}  # guidance_scale None: the editor's default
+    assert res.edit_success == {"available": True, "reason": None}
+    for split, im in res.images.items():
+        want_raw, want_prot = _psnr(im.edit_raw, 1 - im.raw), _psnr(im.edit_protected, 1 - im.protected)
+        rows = [v for v in res.views if v["split"] == split]
+        for v, wr, wp in zip(rows, want_raw, want_prot, strict=True):
+            assert v["edit_success_raw_psnr"] == pytest.approx(wr, rel=1e-5)
+            assert v["edit_success_protected_psnr"] == pytest.approx(wp, rel=1e-5)
+            assert v["edit_success_fall_psnr"] == pytest.approx(wr - wp, abs=1e-4)
+            assert 0.0 < v["edit_success_raw_ssim"] < 1.0
+        s = res.summary[split]
+        assert s["edit_success_raw_psnr"] == pytest.approx(sum(want_raw) / len(want_raw), rel=1e-5)
+        fall = s["edit_success_raw_psnr"] - s["edit_success_protected_psnr"]
+        assert s["edit_success_fall_psnr"] == pytest.approx(fall, abs=1e-4)
+        for r in (r for r in res.robustness if r["split"] == split):
+            # purified: edit(purified) vs reference(purified), the fall from the unpurified raw edit's success
+            assert r["edit_success_raw_psnr"] == pytest.approx(s["edit_success_raw_psnr"], rel=1e-9)
+            assert r["edit_success_fall_psnr"] == pytest.approx(
+                r["edit_success_raw_psnr"] - r["edit_success_protected_psnr"], abs=1e-4)  # fmt: skip
+            assert r["edit_success_protected_psnr"] != pytest.approx(s["edit_success_protected_psnr"], abs=1e-3)
+    editor.guidance.clear()
+    res = evaluate(raw, prot, splits(), "invert the colors", editor, dataclasses.replace(FAST, guidance_scale=5.0))
+    assert set(editor.guidance) == {5.0}  # an explicit guidance wins
+    res = evaluate(raw, prot, splits(), "make it gold", editor, dataclasses.replace(FAST, purifications=()))
+    assert all(v[k] is None for v in res.views for k in EDIT_SUCCESS_KEYS)  # no known answer: n/a, no failure
+    assert res.edit_success["available"] is False and "make it gold" in res.edit_success["reason"]
+
+
 def test_pick_views_and_means():
     cams = load_cameras(BUST_CAMS, split="train")
     picked = pick_views(cams, 3)  # evenly spaced, first and last included
@@ -109,6 +167,14 @@ def test_report_schema_figures_and_markdown(tmp_path):
     write_report(tmp_path, report)
     md = (tmp_path / "report.md").read_text()
     assert md == markdown_report(report) and "| train (2 views) |" in md and "n/a" in md and "jpeg50" in md
+    # the tiny editor knows no exact answer: edit success is null in report.json and n/a in report.md
+    assert report["edit_success"]["available"] is False and "'tiny'" in report["edit_success"]["reason"]
+    assert "mini editor only" in report["edit_success"]["note"] and "edit success: n/a (" in md
+    assert all(v[k] is None for v in report["views"] + report["robustness"] for k in EDIT_SUCCESS_KEYS)
+    assert all(report["summary"][s]["edit_success_fall_psnr"] is None for s in ("train", "novel"))
+    header = next(line for line in md.splitlines() if "success fall dB" in line and "split: purification" in line)
+    row = next(line for line in md.splitlines() if line.startswith("| train: jpeg50 |"))
+    assert row.split("|")[header.split("|").index(" success fall dB ")].strip() == "n/a"
     assert json.loads((tmp_path / "report.json").read_text()) == report
 
     save_grid(tmp_path / "grid.png", res.images["train"], FAST.eta, "train", banner="UNTRAINED")
@@ -145,6 +211,7 @@ def test_summary_table_lists_each_split(tmp_path):
     console.print(summary_table(report))
     text = console.export_text()
     assert "PSNR dB" in text and "│ train │" in text and "│ novel │" in text and "untrained" in text
+    assert "success fall dB" in text and "n/a" in text and "mini editor only" not in text  # no reference here
 
 
 def test_inputs_resolve_from_a_manifest(tmp_path):
@@ -187,6 +254,25 @@ def test_evaluate_3d_edits_both_scenes():
     res = evaluate(raw, prot, small, INSTRUCTION, tiny_editor(), cfg)
     assert len(res.views) == 2 and all(v["clip_text_raw"] is None for v in res.views)  # no CLIP given
     assert all(math.isfinite(v["edit_change_raw_psnr"]) for v in res.views)  # the 3D edit changed the scene
+    assert all(v[k] is None for v in res.views for k in EDIT_SUCCESS_KEYS)  # the tiny editor has no reference
+
+
+def test_evaluate_with_the_mini_editor_measures_edit_success():
+    """The trained mini editor knows the exact answer of its instructions: edit success in both modes,
+    the reference applied to the raw / protected renders (3d: the edits are renders of edited scenes)."""
+    from adlift.editors.mini import reference_edit
+
+    raw, prot = scenes()
+    small = {s: c[[0, 1]] for s, c in splits().items()}
+    for mode in ("2d", "3d"):
+        cfg = dataclasses.replace(FAST, mode=mode, gs_steps_3d=2, purifications=(), views_per_split=1)
+        res = evaluate(raw, prot, small, "make it gold", mini_editor(), cfg)
+        assert res.edit_success["available"] is True
+        for v in res.views:
+            im = res.images[v["split"]]
+            want = _psnr(im.edit_raw, reference_edit(im.raw, "make it gold"))[0]
+            assert v["edit_success_raw_psnr"] == pytest.approx(want, rel=1e-5)
+            assert math.isfinite(v["edit_success_fall_psnr"]) and 0.0 < v["edit_success_protected_ssim"] <= 1.0
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -212,6 +298,9 @@ def test_evaluate_cli_on_a_protect_directory(tmp_path):
     for name in ("report.md", "grid_train.png", "grid_novel.png", "metrics.png"):
         assert (out / name).is_file(), name
     assert "unavailable" in (out / "report.md").read_text()
+    assert report["settings"]["guidance_scale"] == 7.5  # the editor's default, recorded as used
+    assert report["edit_success"]["available"] is False
+    assert "success" in proc.stdout and "fall dB" in proc.stdout  # the summary's column (its header wraps)
 
 
 def test_evaluate_cli_errors(tmp_path):

@@ -314,6 +314,21 @@ def test_metrics_markdown():
     assert "adlift evaluate" in metrics_table([])
 
 
+def test_the_viewer_shows_the_edit_success_fall():
+    """A report with edit success: the panel line lists the fall, and the narrow table keeps it when it
+    must drop columns; without edit success (null) neither mentions it."""
+    full = {"name": "a", "split": "train", "psnr": 40.0, "ssim": 0.99, "linf_255": 6.0, "within_budget": 1.0,
+            "clip_direction_raw": 0.2, "clip_direction_protected": 0.1, "edit_deviation_psnr": 12.0,
+            "edit_success_raw_psnr": 20.0, "edit_success_protected_psnr": 12.5,
+            "edit_success_fall_psnr": 7.5}  # fmt: skip
+    assert "success fall dB 7.50" in view_summary("train view a", full)
+    head = metrics_table([full]).splitlines()[0]
+    assert head.count("|") == 2 + 5 + 1 and head.endswith("| success fall dB |")  # 5 columns, the fall kept
+    assert head.startswith("| view | split | PSNR dB | SSIM | L∞/255 | ≤ η |")
+    none = {**full, "edit_success_raw_psnr": None, "edit_success_protected_psnr": None, "edit_success_fall_psnr": None}
+    assert "success" not in view_summary("train view a", none) and "success" not in metrics_table([none])
+
+
 # ---------------------------------------------------------------------------------------------- app + CLI
 def test_app_serves_page_and_panel_without_browser(outdir):
     """Start the server, feed it a camera as a browser would, get a panel; the page is served."""

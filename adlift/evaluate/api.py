@@ -126,12 +126,16 @@ def run_evaluation(
     splits = load_splits(resolved.cameras, raw, render)
     editor = load_editor(resolved.editor, device=device)
     warn_untrained(editor, echo)
+    # The guidance the edits use (the editor's default unless given), recorded in report.json's settings.
+    config = dataclasses.replace(config, guidance_scale=config.guidance_for(editor))
     clip, clip_info = load_clip_metric(inputs.clip, device, echo)
     lpips, lpips_info = load_lpips_metric(inputs.lpips)
     echo(f"evaluating {resolved.protected} against {resolved.raw} ({config.mode}, "
          f"{', '.join(f'{len(c)} {s}' for s, c in splits.items())} views, at most {config.views_per_split or 'all'} "
          f"per split; {len(config.purifications)} purifications)")  # fmt: skip
     result = evaluate(raw, protected, splits, resolved.instruction, editor, config, clip=clip, lpips=lpips)
+    if not result.edit_success["available"] and getattr(editor, "model_organism", False):
+        echo(f"edit success unavailable: {result.edit_success['reason']}")
     context = ReportContext(
         instruction=resolved.instruction, editor=editor.metadata(), clip=clip_info, lpips=lpips_info, render=render,
         sources={"raw": resolved.raw, "protected": resolved.protected, "cameras": resolved.cameras,

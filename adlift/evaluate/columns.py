@@ -112,6 +112,22 @@ _metric("edit_change_protected_lpips", "edit(prot) vs prot LPIPS", "{:.4f}", "LP
 _metric("edit_change_raw_psnr", "edit(raw) vs raw PSNR", "{:.2f}", "PSNR of edit(raw) vs its input", ("protection",))
 _metric("edit_change_raw_ssim", "edit(raw) vs raw SSIM", "{:.4f}", "SSIM of edit(raw) vs its input", ())
 _metric("edit_change_raw_lpips", "edit(raw) vs raw LPIPS", "{:.4f}", "LPIPS of edit(raw) vs its input", ())
+# Edit success (editors that know the instruction's exact answer, i.e. the mini editor; null otherwise):
+# PSNR/SSIM of an edit to reference_edit of its input. A positive fall = the protection works.
+_EDIT_SUCCESS = "edit to the instruction's exact answer (mini editor only; null without one)"
+_metric("edit_success_raw_psnr", "edit success raw dB", "{:.2f}",
+        f"PSNR of edit(raw) vs reference(raw): {_EDIT_SUCCESS}", ("protection", "views"), short="success raw dB")
+_metric("edit_success_raw_ssim", "edit success raw SSIM", "{:.4f}", "SSIM of edit(raw) vs reference(raw)",
+        ("protection",))  # fmt: skip
+_metric("edit_success_protected_psnr", "edit success prot dB", "{:.2f}",
+        f"PSNR of edit(protected) vs reference(protected) (robustness: of the purified render): {_EDIT_SUCCESS}",
+        ("protection", "robustness", "views"), short="success prot dB")  # fmt: skip
+_metric("edit_success_protected_ssim", "edit success prot SSIM", "{:.4f}",
+        "SSIM of edit(protected) vs reference(protected)", ("protection",))  # fmt: skip
+_metric("edit_success_fall_psnr", "success fall dB", "{:.2f}",
+        "edit success raw - edit success protected, dB (positive = the protection spoils the edit; robustness: "
+        "relative to the unpurified raw edit); null without an exact answer",
+        ("protection", "robustness", "views", "summary", "viewer"))  # fmt: skip
 # Recorded by adlift protect in manifest.json (the viewer shows them when there is no report).
 _metric("loss_raw", "loss raw", "{:.4g}", "the editor loss of the raw render (manifest.json)", ("viewer",))
 _metric("loss_protected", "loss prot", "{:.4g}", "the editor loss of the protected render (manifest.json)",

@@ -8,6 +8,9 @@
 * ``editor``: its metadata (name, model, ``untrained_test_model``, device, dtype, diffusers)
 * ``clip``: {available, model, untrained, reason}; ``lpips``: {available, reason}
   (unavailable metrics are null everywhere, never estimated)
+* ``edit_success``: {available, reason, note}: whether the editor knows the instruction's exact
+  answer (:meth:`~adlift.editors.ip2p.IP2PEditor.reference_edit_for`; the mini editor's
+  instructions), which the ``edit_success_*`` metrics measure against
 * ``settings``: every :class:`~adlift.evaluate.run.EvaluateConfig` field (purifications by name)
 * ``render``: the :class:`~adlift.render.options.RenderOptions` (width, height, backend, device,
   background) when given
@@ -15,9 +18,12 @@
 * ``views``: per view {name, split, psnr, ssim, lpips, linf_255, within_budget,
   clip_text_raw, clip_text_protected, clip_direction_raw, clip_direction_protected,
   edit_deviation_{psnr,ssim,lpips}, edit_change_protected_{psnr,ssim,lpips},
-  edit_change_raw_{psnr,ssim,lpips}}
+  edit_change_raw_{psnr,ssim,lpips}, edit_success_{raw,protected}_{psnr,ssim}, edit_success_fall_psnr}
+  (edit success: PSNR/SSIM of edit(x) to reference_edit(x); the fall = raw - protected in dB,
+  positive = the protection works; null without an exact answer)
 * ``robustness``: per (split, purification) the means of the protection metrics after purifying
-  the protected renders, plus ``purified_psnr`` (purified protected vs raw render)
+  the protected renders, plus ``purified_psnr`` (purified protected vs raw render); edit success of
+  the purified render's edit to reference(purified), its fall relative to the unpurified raw edit
 * ``files``: the grids and the plot written beside the report
 * ``warning`` when the editor or CLIP is an untrained test model
   (:func:`adlift.editors.untrained.untrained_record`)
@@ -35,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adlift.evaluate.columns import Metric, columns, format_cell
-from adlift.evaluate.run import EvaluateConfig, EvaluationResult
+from adlift.evaluate.run import EDIT_SUCCESS_NOTE, EvaluateConfig, EvaluationResult
 from adlift.io.atomic import write_text_atomic
 from adlift.io.json_safe import finite, to_jsonable, write_json_atomic
 
@@ -87,6 +93,7 @@ def build_report(result: EvaluationResult, config: EvaluateConfig, context: Repo
         "editor": context.editor,
         "clip": context.clip,
         "lpips": context.lpips,
+        "edit_success": {**result.edit_success, "note": EDIT_SUCCESS_NOTE},
         "settings": settings,
         **({"render": to_jsonable(context.render)} if context.render is not None else {}),
         "summary": result.summary,
@@ -120,6 +127,7 @@ def markdown_report(report: dict) -> str:
     if report.get("warning"):
         lines += [f"> **Warning:** {report['warning']}.", ""]
     clip, lp = report["clip"], report["lpips"]
+    success = report.get("edit_success") or {"available": False, "reason": "not recorded"}
     lines += [
         f"- instruction: \"{report['instruction']}\" (captions \"{report['captions']['before']}\" -> "
         f"\"{report['captions']['after']}\")",
@@ -130,11 +138,16 @@ def markdown_report(report: dict) -> str:
         "- CLIP: " + (f"{clip['model']}" + (" (untrained test model)" if clip.get("untrained") else "")
                       if clip["available"] else f"unavailable ({clip['reason']})"),
         "- LPIPS: " + ("available" if lp["available"] else f"unavailable ({lp['reason']})"),
+        "- edit success: " + ("measured against the instruction's exact answer" if success["available"]
+                              else f"n/a ({success['reason']})"),
         f"- {report['seconds']:.0f} s",
         "",
         "Protection works when the edit of the protected scene follows the instruction less than the edit",
-        "of the raw scene (lower CLIP scores, low PSNR between the two edits) while the protected renders",
-        "stay close to the raw ones (high PSNR/SSIM, nearly all pixels within eta).",
+        "of the raw scene (lower CLIP scores, low PSNR between the two edits, a positive success fall) while",
+        "the protected renders stay close to the raw ones (high PSNR/SSIM, nearly all pixels within eta).",
+        f"{EDIT_SUCCESS_NOTE[0].upper()}{EDIT_SUCCESS_NOTE[1:]}: \"edit success raw dB\" is edit(raw) vs",
+        "reference(raw), \"edit success prot dB\" edit(protected) vs reference(protected), and \"success fall dB\"",
+        "= raw - protected, positive when the protection spoils the edit (n/a: the editor knows no exact answer).",
         "",
         "## Summary (means per split)",
         "",
@@ -168,14 +181,19 @@ def summary_table(report: dict) -> "Table":
 
     metrics = columns("summary")
     title = f'evaluation: "{report["instruction"]}" ({report["mode"]})'
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", collapse_padding=True)  # nine columns fit 80 characters
     table.add_column("split")
     table.add_column("views", justify="right")
     for m in metrics:  # short headers fit 80 columns; ASCII ones only (consoles need not speak UTF-8)
         table.add_column(m.short_header if m.short_header.isascii() else m.header, justify="right")
     for split, s in report["summary"].items():
         table.add_row(split, str(s.get("views", "")), *(format_cell(s.get(m.key), m.fmt) for m in metrics))
+    captions = []
+    if (report.get("edit_success") or {}).get("available"):
+        captions.append(EDIT_SUCCESS_NOTE)
     if report.get("warning"):
-        table.caption = f"WARNING: {report['warning']}"
+        captions.append(f"WARNING: {report['warning']}")
+    if captions:
+        table.caption = "\n".join(captions)
         table.caption_justify = "left"
     return table

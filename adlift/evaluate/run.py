@@ -9,11 +9,17 @@
    edited scenes are rendered (``mode="3d"``). Per view: CLIP similarity of each edit to the edited
    caption, CLIP directional similarity (source render -> its edit, vs. the caption direction),
    the deviation edit(raw) vs edit(protected) (PSNR, SSIM, LPIPS), and how much each edit changed
-   its input (edit(protected) vs protected, edit(raw) vs raw).
+   its input (edit(protected) vs protected, edit(raw) vs raw). When the editor knows the exact
+   answer of the instruction (:meth:`~adlift.editors.ip2p.IP2PEditor.reference_edit_for`: the mini
+   editor's instructions), also **edit success**: PSNR/SSIM of edit(raw) to reference(raw) and of
+   edit(protected) to reference(protected), and its fall (raw - protected, dB; positive = the
+   protection works). In 3d mode the edits are renders of the edited scenes and the reference is
+   applied to the raw / protected renders. Without a reference these keys are None.
 3. **Robustness**: each purification (JPEG, blur, resize, noise) is applied to the protected
    renders, which are then edited in 2D; the protection metrics are computed again against the
    2D edit of the raw renders (in both modes: a 3D edit per purification would cost a scene
-   optimisation each).
+   optimisation each). Edit success there is edit(purified) vs reference(purified), its fall
+   relative to the success of the unpurified raw edit.
 
 Nothing here writes files: :mod:`adlift.evaluate.report` and :mod:`adlift.evaluate.figures` do.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from typing import Annotated, Literal, Optional
 
 import torch
@@ -34,7 +41,7 @@ from adlift.attacks.pgd import Budget
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
 from adlift.evaluate.clip_metrics import ClipScorer, captions_for
-from adlift.image_metrics import LpipsMetric, image_pair_metrics
+from adlift.image_metrics import LpipsMetric, image_pair_metrics, psnr_per_image, ssim_per_image
 from adlift.evaluate.purify import DEFAULT_PURIFICATIONS, Purifications, apply_purification
 from adlift.scene import GaussianScene
 
@@ -54,7 +61,8 @@ class EvaluateConfig:
     """Diffusion steps per edit."""
 
     guidance_scale: Annotated[Optional[float], tyro.conf.arg(metavar="FLOAT")] = None
-    """Text guidance; default 7.5 (2d, InstructPix2Pix) or 12.5 (3d, Instruct-GS2GS)."""
+    """Text guidance; default: the editor's (InstructPix2Pix: 7.5 in 2d, Instruct-GS2GS' 12.5 in 3d;
+    mini: 3.0)."""
 
     image_guidance_scale: float = 1.5
     """Image guidance of the edits."""
@@ -102,9 +110,19 @@ class EvaluateConfig:
 
     @property
     def text_guidance(self) -> float:
+        """``guidance_scale``, else InstructPix2Pix' default for the mode (7.5 in 2d, 12.5 in 3d);
+        :meth:`guidance_for` asks the editor instead."""
         if self.guidance_scale is not None:
             return self.guidance_scale
         return 7.5 if self.mode == "2d" else 12.5
+
+    def guidance_for(self, editor) -> float:
+        """The text guidance of the edits with ``editor``: ``guidance_scale``, else the editor's
+        ``default_guidance(mode)`` (an editor without one: :attr:`text_guidance`)."""
+        if self.guidance_scale is not None:
+            return float(self.guidance_scale)
+        default = getattr(editor, "default_guidance", None)
+        return float(default(self.mode)) if default is not None else self.text_guidance
 
 
 @dataclasses.dataclass
@@ -138,6 +156,24 @@ class EvaluationResult:
     """(before, after) captions of the CLIP metrics."""
 
     seconds: float
+
+    edit_success: dict = dataclasses.field(default_factory=lambda: {"available": False, "reason": None})
+    """{available, reason} of the edit-success metrics (:func:`edit_success_info`)."""
+
+
+#: What edit success is, wherever it is shown.
+EDIT_SUCCESS_NOTE = ("edit success = PSNR of the edit to the instruction's exact answer (mini editor only; "
+                     "a model organism, not a claim about InstructPix2Pix)")  # fmt: skip
+
+
+def edit_success_info(editor, instruction: str, reference) -> dict:
+    """report.json's ``edit_success`` record: {available, reason} (reason None when available)."""
+    if reference is not None:
+        return {"available": True, "reason": None}
+    name = getattr(editor, "name", type(editor).__name__)
+    where = ("its instructions are listed in docs/MINI_EDITOR.md" if getattr(editor, "instructions", None)
+             else "only the mini editor's instructions have one")  # fmt: skip
+    return {"available": False, "reason": f"editor {name!r} knows no exact answer to {instruction!r}; {where}"}
 
 
 def pick_views(cameras: Cameras, limit: int) -> Cameras:
@@ -188,6 +224,34 @@ def _prefixed(rows: list[dict], prefix: str, keys=("psnr", "ssim", "lpips")) -> 
     return [{f"{prefix}_{k}": r.get(k) for k in keys} for r in rows]
 
 
+#: The edit-success keys of a protection record (None without a reference edit).
+EDIT_SUCCESS_KEYS = ("edit_success_raw_psnr", "edit_success_raw_ssim", "edit_success_protected_psnr",
+                     "edit_success_protected_ssim", "edit_success_fall_psnr")  # fmt: skip
+
+Reference = Callable[[torch.Tensor], torch.Tensor]
+
+
+def psnr_fall(before: float, after: float) -> float:
+    """``before - after`` in dB, with equal values (two infinite PSNRs included) falling by 0."""
+    return 0.0 if before == after else before - after
+
+
+def edit_success_records(edit_raw: torch.Tensor, edit_protected: torch.Tensor, raw: torch.Tensor,
+                         protected: torch.Tensor, reference: Reference | None) -> list[dict]:  # fmt: skip
+    """Per view: PSNR/SSIM of edit(raw) to reference(raw) and of edit(protected) to
+    reference(protected), and the fall raw - protected (dB); every value None without ``reference``."""
+    if reference is None:
+        return [dict.fromkeys(EDIT_SUCCESS_KEYS) for _ in range(raw.shape[0])]
+    rows = []
+    for edited, source in ((edit_raw, raw), (edit_protected, protected)):
+        ref = reference(source).to(edited)
+        rows.append((psnr_per_image(edited, ref).tolist(), ssim_per_image(edited, ref).tolist()))
+    (psnr_r, ssim_r), (psnr_p, ssim_p) = rows
+    return [{"edit_success_raw_psnr": psnr_r[i], "edit_success_raw_ssim": ssim_r[i],
+             "edit_success_protected_psnr": psnr_p[i], "edit_success_protected_ssim": ssim_p[i],
+             "edit_success_fall_psnr": psnr_fall(psnr_r[i], psnr_p[i])} for i in range(raw.shape[0])]  # fmt: skip
+
+
 def protection_records(
     raw: torch.Tensor,  # [C, 3, H, W]
     protected: torch.Tensor,  # [C, 3, H, W] (possibly purified)
@@ -196,30 +260,42 @@ def protection_records(
     clip: ClipScorer | None,
     lpips: LpipsMetric | None,
     captions: tuple[str, str],
+    reference: Reference | None = None,
 ) -> list[dict]:
-    """Per view: CLIP scores of both edits, edit deviation and how much each edit changed its input."""
+    """Per view: CLIP scores of both edits, edit deviation, how much each edit changed its input and,
+    with ``reference`` (images -> the instruction's exact answer), edit success
+    (:func:`edit_success_records`; None values without it)."""
     clip_raw = _clip_scores(clip, raw, edit_raw, captions)
     clip_prot = _clip_scores(clip, protected, edit_protected, captions)
     deviation = _prefixed(image_pair_metrics(edit_raw, edit_protected, lpips=lpips), "edit_deviation")
     change_prot = _prefixed(image_pair_metrics(edit_protected, protected, lpips=lpips), "edit_change_protected")
     change_raw = _prefixed(image_pair_metrics(edit_raw, raw, lpips=lpips), "edit_change_raw")
+    success = edit_success_records(edit_raw, edit_protected, raw, protected, reference)
     rows = []
     for i in range(raw.shape[0]):
         rows.append({
             "clip_text_raw": clip_raw["text"][i], "clip_text_protected": clip_prot["text"][i],
             "clip_direction_raw": clip_raw["direction"][i], "clip_direction_protected": clip_prot["direction"][i],
-            **deviation[i], **change_prot[i], **change_raw[i],
+            **deviation[i], **change_prot[i], **change_raw[i], **success[i],
         })  # fmt: skip
     return rows
 
 
 def mean_of(rows: list[dict]) -> dict:
-    """Mean of every numeric field over rows (None/inf-aware: infinities give inf, all-None gives None)."""
+    """Mean of every numeric field over rows (None/inf-aware: infinities of one sign give that
+    infinity, of both signs None; all-None gives None)."""
     keys = [k for k in rows[0] if k not in ("name", "split", "purification")] if rows else []
     out = {}
     for k in keys:
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
-        out[k] = (math.fsum(vals) / len(vals) if all(math.isfinite(v) for v in vals) else math.inf) if vals else None
+        odd = {v for v in vals if not math.isfinite(v)}
+        if not vals:
+            out[k] = None
+        elif not odd:
+            out[k] = math.fsum(vals) / len(vals)
+        else:  # +inf or -inf alone is the mean; both, or NaN, have none
+            only = next(iter(odd)) if len(odd) == 1 else math.nan
+            out[k] = None if math.isnan(only) else only
     return out
 
 
@@ -237,10 +313,13 @@ def evaluate(
     """Evaluate ``protected`` against ``raw`` on the views of ``splits`` ({"train": cams, "novel": cams}).
 
     ``editor`` is an :class:`~adlift.editors.IP2PEditor`; without ``clip`` or ``lpips`` their
-    metrics are None. 3d mode edits both scenes from the "train" split's views (all of them).
+    metrics are None, and edit success is None unless ``editor.reference_edit_for(instruction)``
+    gives a reference. With ``config.guidance_scale`` None the edits use the editor's
+    ``default_guidance``. 3d mode edits both scenes from the "train" split's views (all of them).
     """
     config = config or EvaluateConfig()
     config.validate()
+    config = dataclasses.replace(config, guidance_scale=config.guidance_for(editor))
     if not instruction.strip():
         raise AdLiftError("the instruction is empty; give the edit the protection is meant to stop")
     if not splits or any(len(c) == 0 for c in splits.values()):
@@ -249,6 +328,8 @@ def evaluate(
         raise AdLiftError("3d evaluation edits the scenes from the training views; give a train split")
     tic = time.perf_counter()
     captions = captions_for(instruction, config.caption)
+    reference_for = getattr(editor, "reference_edit_for", None)
+    reference = reference_for(instruction) if reference_for is not None else None
     edited_scenes = None
     if config.mode == "3d":
         edited_scenes = (_edit_3d(editor, raw, splits["train"], instruction, config),
@@ -269,7 +350,7 @@ def evaluate(
             er, ep = _edit_2d(editor, r, instruction, config), _edit_2d(editor, p, instruction, config)
         else:
             er, ep = render_all(edited_scenes[0], cams, config), render_all(edited_scenes[1], cams, config)
-        prot = protection_records(r, p, er, ep, clip, lpips, captions)
+        prot = protection_records(r, p, er, ep, clip, lpips, captions, reference)
         bar.update(1)
         rows = [{"name": n, "split": split, **inv, **pr} for n, inv, pr in zip(cams.names, invisible, prot)]
         views += rows
@@ -281,11 +362,12 @@ def evaluate(
             gen = torch.Generator().manual_seed(config.seed)
             pq = apply_purification(p, purification, generator=gen)
             epq = _edit_2d(editor, pq, instruction, config)
-            recs = protection_records(r, pq, er_2d, epq, clip, lpips, captions)
+            recs = protection_records(r, pq, er_2d, epq, clip, lpips, captions, reference)
             purified_vs_raw = image_pair_metrics(r, pq)
             for rec, pv in zip(recs, purified_vs_raw):
                 rec["purified_psnr"] = pv["psnr"]
             robustness.append({"split": split, "purification": purification.name, **mean_of(recs)})
             bar.update(1)
     bar.close()
-    return EvaluationResult(views, robustness, summary, images, captions, time.perf_counter() - tic)
+    return EvaluationResult(views, robustness, summary, images, captions, time.perf_counter() - tic,
+                            edit_success_info(editor, instruction, reference))

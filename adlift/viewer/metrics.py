@@ -9,9 +9,18 @@ from __future__ import annotations
 from adlift.evaluate.columns import Metric, columns
 
 
+#: Metrics the table keeps when it has more than ``limit`` to show: the protection's headline.
+PINNED = ("edit_success_fall_psnr",)
+
+
 def columns_for(views: list[dict], limit: int = 5) -> list[Metric]:
-    """The first ``limit`` viewer metrics that some view has a value for."""
-    return [m for m in columns("viewer") if any(v.get(m.key) is not None for v in views)][:limit]
+    """The first ``limit`` viewer metrics that some view has a value for, :data:`PINNED` ones kept
+    when others must go (in the order METRICS declares them)."""
+    have = [m for m in columns("viewer") if any(v.get(m.key) is not None for v in views)]
+    pinned = [m for m in have if m.key in PINNED][:limit]
+    rest = [m for m in have if m.key not in PINNED][: limit - len(pinned)]
+    chosen = {m.key for m in pinned + rest}
+    return [m for m in have if m.key in chosen]
 
 
 def metrics_table(views: list[dict], source: str | None = None, limit: int = 5) -> str:
