@@ -213,3 +213,16 @@ def test_3d_edit_uses_given_original_views():
     assert math.isfinite(result.history[0]["loss_after_fit"])
     with pytest.raises(AdLiftError, match="originals"):
         edit_scene(scene, cams, tiny_editor(), "x", cfg, originals=photos[:2])
+
+
+def test_3d_edit_takes_the_editors_default_guidance(monkeypatch):
+    from adlift.editors.scene_edit import SceneEditRun
+
+    editor = tiny_editor()  # shared by the session: patched for this test only
+    assert editor.default_guidance("3d") == 12.5  # InstructPix2Pix editors: Instruct-GS2GS' guidance
+    monkeypatch.setattr(editor, "default_guidance", lambda mode: {"2d": 2.0, "3d": 3.5}[mode])
+    scene, cams = tiny_scene(), tiny_cameras()
+    assert SceneEditRun(scene, cams, editor, "x", FAST).config.guidance_scale == 3.5
+    assert FAST.guidance_scale is None  # the caller's config is not changed
+    given = SceneEditRun(scene, cams, editor, "x", dataclasses.replace(FAST, guidance_scale=6.0))
+    assert given.config.guidance_scale == 6.0

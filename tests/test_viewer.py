@@ -177,9 +177,14 @@ class FakeEditor:
 
     def __init__(self):
         self.calls = 0
+        self.guidance = []
+
+    def default_guidance(self, mode):
+        return {"2d": 4.25, "3d": 9.0}[mode]
 
     def edit(self, images, instruction, *, steps, guidance_scale, image_guidance_scale, seed, batch_size, on_step):
         self.calls += 1
+        self.guidance.append(guidance_scale)
         for k in range(steps):
             on_step(k + 1, steps)
         return 1.0 - images
@@ -204,6 +209,9 @@ def test_edit_worker_progress_cache_and_errors():
     assert not worker.submit(EditRequest("view-1", images, settings)) and editor.calls == 1
     assert worker.submit(EditRequest("view-2", images, settings)) and worker.wait(10)
     assert editor.calls == 2 and loads == ["fake"]
+    assert editor.guidance == [4.25, 4.25]  # no guidance given: the editor's own 2D default
+    assert worker.submit(EditRequest("view-4", images, dataclass_replace(settings, guidance_scale=2.0)))
+    assert worker.wait(10) and editor.guidance[-1] == 2.0
     assert worker.result("view-2", dataclass_replace(settings, seed=1)) is None  # settings are in the key
     # an empty instruction or a failing editor is reported, not raised
     assert worker.submit(EditRequest("view-3", images, EditSettings("fake", "  "))) and worker.wait(10)

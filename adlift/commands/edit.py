@@ -23,7 +23,6 @@ from typing import Annotated, Literal
 import tyro
 
 from adlift.editors import EditorRef, SceneEditConfig
-from adlift.editors.scene_edit import IP2P_GUIDANCE
 from adlift.errors import AdLiftError
 from adlift.render.options import RenderOptions
 
@@ -99,11 +98,11 @@ class EditCommand:
         self.out.mkdir(parents=True, exist_ok=True)
         tic = time.perf_counter()
         if self.mode == "2d":
-            guidance = IP2P_GUIDANCE if config.guidance_scale is None else config.guidance_scale
+            guidance = editor.default_guidance("2d") if config.guidance_scale is None else config.guidance_scale
             console.print(_plan_table(self, editor, cameras, guidance))
             originals, edited, extra = self._run_2d(scene, cameras, editor, config, guidance)
         else:
-            guidance = config.text_guidance
+            guidance = editor.default_guidance("3d") if config.guidance_scale is None else config.guidance_scale
             console.print(_plan_table(self, editor, cameras, guidance))
             originals, edited, extra = self._run_3d(scene, cameras, editor, config, console)
         record = {

@@ -61,6 +61,13 @@ def default_dtype(device: torch.device | str) -> torch.dtype:
     return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
+#: Text guidance of InstructPix2Pix's 2D edits (its default; ``adlift edit --mode 2d``).
+IP2P_GUIDANCE = 7.5
+
+#: Text guidance of Instruct-GS2GS' dataset updates (the 3D edit's default).
+GS2GS_GUIDANCE = 12.5
+
+
 class IP2PSurface:
     """The differentiable pieces of an InstructPix2Pix model (see the module docstring).
 
@@ -397,8 +404,6 @@ class IP2PEditor:
     def default_guidance(self, mode: str) -> float:
         """The text guidance this editor edits with when none is given: ``mode`` "2d" (an edit of
         each image: InstructPix2Pix' 7.5) or "3d" (Instruct-GS2GS' dataset updates: 12.5)."""
-        from adlift.editors.scene_edit import GS2GS_GUIDANCE, IP2P_GUIDANCE
-
         if mode not in ("2d", "3d"):
             raise AdLiftError(f"mode must be 2d or 3d, got {mode!r}")
         return IP2P_GUIDANCE if mode == "2d" else GS2GS_GUIDANCE

@@ -42,6 +42,7 @@ import tyro
 from tqdm.auto import tqdm
 
 from adlift.cameras import Cameras, scene_extent
+from adlift.editors.ip2p import GS2GS_GUIDANCE
 from adlift.editors.photometric import l1_dssim_loss
 from adlift.errors import AdLiftError
 from adlift.io.checkpoint import load_checkpoint, save_checkpoint
@@ -54,11 +55,6 @@ if TYPE_CHECKING:
 #: GaussianScene fields in optimiser order; "sh" is split into its DC and rest coefficients.
 _PARAM_NAMES = ("means", "quats", "log_scales", "opacity_logits", "sh_dc", "sh_rest")
 
-#: Text guidance of Instruct-GS2GS' dataset updates (the 3D edit's default).
-GS2GS_GUIDANCE = 12.5
-
-#: Text guidance of InstructPix2Pix's 2D edits (``adlift edit --mode 2d``'s default).
-IP2P_GUIDANCE = 7.5
 
 #: Bump when the checkpoint layout or the fingerprint changes.
 CHECKPOINT_VERSION = 2
@@ -256,6 +252,8 @@ class SceneEditRun:
                  originals: torch.Tensor | None = None):  # fmt: skip
         config = config or SceneEditConfig()
         config.validate()
+        if config.guidance_scale is None:  # the editor's own 3D default (Instruct-GS2GS' 12.5 for IP2P)
+            config = dataclasses.replace(config, guidance_scale=editor.default_guidance("3d"))
         if not isinstance(scene, GaussianScene) or scene.num_gaussians == 0:
             raise AdLiftError("edit_scene needs a non-empty GaussianScene")
         if len(cameras) == 0:

@@ -67,8 +67,8 @@ class ViewerConfig:
     steps: int = 20
     """Diffusion steps per edit (changeable in the browser)."""
 
-    guidance_scale: float = 7.5
-    """Text guidance of the on-demand edits."""
+    guidance_scale: Annotated[Optional[float], tyro.conf.arg(metavar="FLOAT")] = None
+    """Text guidance of the on-demand edits; default: the editor's (InstructPix2Pix 7.5, mini 3.0)."""
 
     image_guidance_scale: float = 1.5
     """Image guidance of the on-demand edits."""

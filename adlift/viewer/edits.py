@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Optional
 
 import torch
 
@@ -26,7 +26,7 @@ class EditSettings:
     editor: str
     instruction: str
     steps: int = 20
-    guidance_scale: float = 7.5
+    guidance_scale: Optional[float] = None  # None: the editor's default (IP2P 7.5, mini 3.0)
     image_guidance_scale: float = 1.5
     seed: int = 0
 
@@ -147,7 +147,8 @@ class EditWorker:
                                      f"editing {' and '.join(names)}: step {min(done, total)}/{total}", key,
                                      untrained))  # fmt: skip
 
-            edited = editor.edit(batch, s.instruction, steps=s.steps, guidance_scale=s.guidance_scale,
+            guidance = editor.default_guidance("2d") if s.guidance_scale is None else s.guidance_scale
+            edited = editor.edit(batch, s.instruction, steps=s.steps, guidance_scale=guidance,
                                  image_guidance_scale=s.image_guidance_scale, seed=s.seed, batch_size=len(names),
                                  on_step=on_step)  # fmt: skip
             self.results.put(request.cache_key(), {n: edited[i].cpu() for i, n in enumerate(names)})
