@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from adlift.editors.mini import INSTRUCTIONS, MINI_WEIGHTS, MODEL_ORGANISM_NOTE, edit_success, reference_edit
-from adlift.editors.tiny import TINY_MAX_LENGTH, load_tiny_tokenizer, tiny_text_config
+from adlift.editors.tiny import TINY_MAX_LENGTH, assemble_ip2p_pipeline, load_tiny_tokenizer, tiny_text_config
 from adlift.editors.weights import import_diffusers, quiet_hf
 from adlift.io.checkpoint import load_checkpoint, save_checkpoint
 
@@ -90,12 +90,7 @@ def build_mini_pipeline(config: TrainConfig):
     """The untrained mini pipeline (weights from ``config.seed``; global RNG untouched)."""
     import_diffusers()
     with quiet_hf():
-        from diffusers import (
-            AutoencoderKL,
-            EulerAncestralDiscreteScheduler,
-            StableDiffusionInstructPix2PixPipeline,
-            UNet2DConditionModel,
-        )
+        from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel
 
         tokenizer = load_tiny_tokenizer()
@@ -128,18 +123,7 @@ def build_mini_pipeline(config: TrainConfig):
             )
             torch.manual_seed(config.seed + 2)
             text_encoder = CLIPTextModel(tiny_text_config(tokenizer))
-        scheduler = EulerAncestralDiscreteScheduler(
-            num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-            prediction_type="epsilon", steps_offset=1,
-        )  # fmt: skip
-        return StableDiffusionInstructPix2PixPipeline(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )  # fmt: skip
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+        return assemble_ip2p_pipeline(vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer)
 
 
 # ---------------------------------------------------------------------------------------------- data

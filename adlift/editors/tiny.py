@@ -75,12 +75,7 @@ def build_tiny_pipeline(seed: int = 0):
     """Construct the tiny pipeline in memory, weights drawn from ``seed`` (global RNG untouched)."""
     import_diffusers()
     with quiet_hf():
-        from diffusers import (
-            AutoencoderKL,
-            EulerAncestralDiscreteScheduler,
-            StableDiffusionInstructPix2PixPipeline,
-            UNet2DConditionModel,
-        )
+        from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel
 
         tokenizer = load_tiny_tokenizer()
@@ -112,25 +107,22 @@ def build_tiny_pipeline(seed: int = 0):
             )
             torch.manual_seed(seed + 2)
             text_encoder = CLIPTextModel(tiny_text_config(tokenizer))
-        # InstructPix2Pix's released scheduler: Euler ancestral on SD's scaled-linear betas.
-        scheduler = EulerAncestralDiscreteScheduler(
-            num_train_timesteps=1000,
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            prediction_type="epsilon",
-            steps_offset=1,
-        )
-        return StableDiffusionInstructPix2PixPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        return assemble_ip2p_pipeline(vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer)
+
+
+def assemble_ip2p_pipeline(*, vae, unet, text_encoder, tokenizer):
+    """A ``StableDiffusionInstructPix2PixPipeline`` of the given models with InstructPix2Pix's released
+    scheduler (Euler ancestral on SD's scaled-linear betas) and no safety checker."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+
+    scheduler = EulerAncestralDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type="epsilon", steps_offset=1,
+    )  # fmt: skip
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
 
 
 def tiny_pipeline_dir(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
