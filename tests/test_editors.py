@@ -415,3 +415,27 @@ def test_a_new_editor_is_one_loader_and_one_registration(monkeypatch):
     assert not is_untrained(ed.metadata()) and untrained_banner(ed) == ""
     assert "scratch: a trained stand-in (test only)" in editor_help()
     assert EDITORS.names()[-1] == "scratch"
+
+
+def test_model_organism_results_are_labelled_everywhere():
+    from types import SimpleNamespace
+
+    from adlift.editors.untrained import (
+        is_model_organism,
+        label_record,
+        untrained_banner,
+        untrained_note,
+        untrained_warning,
+    )
+
+    mini_meta = {"editor": "mini", "model_organism": True}
+    mini = SimpleNamespace(name="mini", model_organism=True, untrained=False)
+    real = {"editor": "ip2p"}
+    for source in (mini_meta, mini):
+        assert is_model_organism(source)
+        assert "model organism" in untrained_warning(source) and "'mini'" in untrained_warning(source)
+        assert untrained_banner(source, "protection").startswith("MODEL ORGANISM (editor 'mini')")
+        assert "not a claim about InstructPix2Pix" in untrained_note(source, "evaluation")
+        assert "not claims about the real editor" in label_record(source, "protection")
+    assert not is_model_organism(real) and label_record(real) is None and untrained_banner(real) == ""
+    assert label_record({"editor": "tiny"}, "edit").startswith("untrained test model")  # untrained wording kept

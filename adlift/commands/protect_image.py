@@ -78,7 +78,7 @@ class ProtectImageCommand:
 
     def run(self) -> None:
         from adlift.attacks import AdversarialLoss, describe_loss, image_pgd
-        from adlift.editors import load_editor, untrained_record, warn_untrained
+        from adlift.editors import label_record, load_editor, warn_untrained
         from adlift.image_metrics import linf_per_image, psnr_per_image
         from adlift.io.json_safe import write_json_atomic
 
@@ -112,7 +112,7 @@ class ProtectImageCommand:
             print(f"{f.name}: loss {before:.4g} -> {after:.4g}, PSNR {records[-1]['psnr']:.1f} dB", flush=True)
             originals.append(img)
             protected.append(prot)
-        self._write_comparison(originals, protected, [f.stem for f in files], pgd.eta, editor.untrained)
+        self._write_comparison(originals, protected, [f.stem for f in files], pgd.eta, editor)
         manifest = {
             **editor.metadata(),
             "instruction": self.instruction,
@@ -125,19 +125,19 @@ class ProtectImageCommand:
             "config": {"pgd": pgd, "eot": self.eot, "loss": self.loss.to_json()},
             "images": records,
         }
-        if editor.untrained:
-            manifest["warning"] = untrained_record("protection")
+        if label_record(editor, "protection"):
+            manifest["warning"] = label_record(editor, "protection")
         write_json_atomic(self.out / "manifest.json", manifest)
         print(f"wrote {len(files)} protected image(s), comparison.png and manifest.json to {self.out}")
 
-    def _write_comparison(self, originals, protected, names, eta: float, untrained: bool) -> None:
+    def _write_comparison(self, originals, protected, names, eta: float, editor) -> None:
         from adlift.editors import untrained_banner
         from adlift.protect.output import save_preview
 
         # Images may differ in size: the sheet shows those of the first image's size.
         h, w = originals[0].shape[-2:]
         keep = [i for i, o in enumerate(originals) if o.shape[-2:] == (h, w)][:4]
-        banner = untrained_banner(untrained, "protection")
+        banner = untrained_banner(editor, "protection")
         save_preview(self.out / "comparison.png", torch.cat([originals[i] for i in keep]),
                      torch.cat([protected[i] for i in keep]), [names[i] for i in keep], eta, banner)  # fmt: skip
 

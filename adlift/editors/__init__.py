@@ -24,7 +24,9 @@ from adlift.editors.registry import EDITORS, editor_help, editor_ref, load_edito
 from adlift.editors.scene_edit import SceneEditConfig, SceneEditResult, SceneEditRun, edit_scene
 from adlift.editors.untrained import (
     UNTRAINED_WARNING,
+    is_model_organism,
     is_untrained,
+    label_record,
     untrained_banner,
     untrained_note,
     untrained_record,
@@ -62,6 +64,8 @@ __all__ = [
     "untrained_banner",
     "untrained_note",
     "untrained_record",
+    "label_record",
+    "is_model_organism",
     "untrained_warning",
     "warn_untrained",
     "write_edit_outputs",

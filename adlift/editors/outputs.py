@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from adlift.editors.untrained import is_untrained, untrained_banner, untrained_note, untrained_record
+from adlift.editors.untrained import label_record, untrained_banner, untrained_note
 from adlift.errors import AdLiftError
 
 if TYPE_CHECKING:
@@ -125,8 +125,9 @@ def write_edit_outputs(
     files["before_after"] = "before_after.png"
 
     doc: dict[str, Any] = dict(editor_metadata)
-    if is_untrained(editor_metadata):
-        doc["warning"] = untrained_record("edit")
+    warning = label_record(editor_metadata, "edit")
+    if warning:
+        doc["warning"] = warning
     doc.update(instruction=instruction, mode=mode, views=names, width=int(originals.shape[-1]),
                height=int(originals.shape[-2]))  # fmt: skip
     doc.update(record or {})

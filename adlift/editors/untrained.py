@@ -1,4 +1,8 @@
-"""The one label for results of an untrained test model (the ``tiny`` editor, the tiny CLIP).
+"""The one label for results of a model that is not InstructPix2Pix: an untrained test model (the
+``tiny`` editor, the tiny CLIP) or a trained model organism (the ``mini`` editor).
+
+A model organism's results are real, learned edits, but never claims about the real editor; every
+function below labels them too (:func:`is_model_organism`), with that consequence instead.
 
 Anything produced with an untrained editor must say so, wherever a person sees it: the console
 (:data:`UNTRAINED_WARNING` via :func:`warn_untrained`), a red banner on images
@@ -49,6 +53,19 @@ def is_untrained(source: Any) -> bool:
     return bool(getattr(source, "untrained", False))
 
 
+#: What results of a model organism (the trained mini editor) are, in every context.
+ORGANISM_CONSEQUENCE = "a model organism, not a claim about InstructPix2Pix"
+
+
+def is_model_organism(source: Any) -> bool:
+    """True if ``source`` (an editor, its metadata dict, or a bool) is a trained model organism (mini)."""
+    if isinstance(source, bool):
+        return False
+    if isinstance(source, dict):
+        return bool(source.get("model_organism"))
+    return bool(getattr(source, "model_organism", False))
+
+
 def _name(source: Any) -> str:
     if isinstance(source, dict):
         return str(source.get("editor") or "tiny")
@@ -56,7 +73,10 @@ def _name(source: Any) -> str:
 
 
 def untrained_warning(source: Any) -> str:
-    """The console warning for ``source`` ("" when it is a trained model)."""
+    """The console warning for ``source`` ("" when it is the real editor)."""
+    if is_model_organism(source):
+        return (f"NOTE: editor {_name(source)!r} is a small InstructPix2Pix trained offline on exactly computable "
+                f"edits ({ORGANISM_CONSEQUENCE})")  # fmt: skip
     if not is_untrained(source):
         return ""
     name = _name(source)
@@ -77,7 +97,10 @@ def warn_untrained(source: Any, echo: Callable[[str], Any] | None = None) -> boo
 
 def untrained_banner(source: Any, context: Context = "edit") -> str:
     """The red banner text for images made with ``source`` ("" when trained), e.g.
-    ``UNTRAINED TEST MODEL (editor 'tiny'): not a real protection``."""
+    ``UNTRAINED TEST MODEL (editor 'tiny'): not a real protection``; for a model organism
+    ``MODEL ORGANISM (editor 'mini'): not a claim about InstructPix2Pix``."""
+    if is_model_organism(source):
+        return f"MODEL ORGANISM (editor {_name(source)!r}): not a claim about InstructPix2Pix"
     if not is_untrained(source):
         return ""
     return f"UNTRAINED TEST MODEL (editor {_name(source)!r}): {CONSEQUENCES[context]}"
@@ -86,6 +109,8 @@ def untrained_banner(source: Any, context: Context = "edit") -> str:
 def untrained_note(source: Any, context: Context = "edit") -> str:
     """A parenthesised note to append to a summary line or .ply comment ("" when trained), e.g.
     `` (untrained test model: not a real protection)``."""
+    if is_model_organism(source):
+        return f" ({_name(source)}: {ORGANISM_CONSEQUENCE})"
     if not is_untrained(source):
         return ""
     return f" (untrained test model: {CONSEQUENCES[context]})"
@@ -94,3 +119,11 @@ def untrained_note(source: Any, context: Context = "edit") -> str:
 def untrained_record(context: Context = "edit") -> str:
     """The ``warning`` sentence JSON outputs (edit.json, manifest.json, report.json) record."""
     return f"untrained test model: {CONSEQUENCES[context]}; it says nothing about the real InstructPix2Pix"
+
+
+def label_record(source: Any, context: Context = "edit") -> str | None:
+    """The ``warning`` JSON outputs record for results of ``source``: :func:`untrained_record` for an
+    untrained model, the model-organism sentence for mini, None for the real editor."""
+    if is_model_organism(source):
+        return f"{_name(source)}: {ORGANISM_CONSEQUENCE}; its numbers are not claims about the real editor"
+    return untrained_record(context) if is_untrained(source) else None

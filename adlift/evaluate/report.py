@@ -26,7 +26,7 @@
   the purified render's edit to reference(purified), its fall relative to the unpurified raw edit
 * ``files``: the grids and the plot written beside the report
 * ``warning`` when the editor or CLIP is an untrained test model
-  (:func:`adlift.editors.untrained.untrained_record`)
+  or a model organism (:func:`adlift.editors.untrained.label_record`)
 
 Metric meanings: :data:`adlift.evaluate.columns.METRICS` (``METRICS.describe()``), which also
 decides the columns of report.md and the console summary. JSON has no infinity: a PSNR of
@@ -75,7 +75,7 @@ class ReportContext:
 def build_report(result: EvaluationResult, config: EvaluateConfig, context: ReportContext, files: dict) -> dict:
     """The report as a JSON-ready dict (see the module docstring)."""
     import adlift
-    from adlift.editors.untrained import is_untrained, untrained_record
+    from adlift.editors.untrained import label_record
 
     settings = to_jsonable(config)
     settings["purifications"] = [p.name for p in config.purifications]
@@ -102,8 +102,8 @@ def build_report(result: EvaluationResult, config: EvaluateConfig, context: Repo
         "files": files,
     }
     warnings = []
-    if is_untrained(context.editor):
-        warnings.append(untrained_record("evaluation"))
+    if label_record(context.editor, "evaluation"):
+        warnings.append(label_record(context.editor, "evaluation"))
     if context.clip.get("untrained"):
         warnings.append(UNTRAINED_CLIP)
     if warnings:

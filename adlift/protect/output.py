@@ -18,7 +18,7 @@ import torch
 
 from adlift.attacks.losses import describe_loss
 from adlift.cameras import Cameras
-from adlift.editors.untrained import is_untrained, untrained_banner, untrained_note, untrained_record
+from adlift.editors.untrained import label_record, untrained_banner, untrained_note
 from adlift.image_metrics import difference_image
 from adlift.io.checksum import file_sha256
 from adlift.protect.api import ProtectResult
@@ -76,7 +76,6 @@ def write_protection(
     from adlift.protect.api import render_views
 
     out.mkdir(parents=True, exist_ok=True)
-    untrained = is_untrained(editor_metadata)
     note = untrained_note(editor_metadata, "protection")
     comment = f"adlift protect {config.method}, instruction {instruction!r}, eta {config.eta * 255:.3g}/255{note}"
     write_scene(result.protected, out / "protected.ply", comments=[comment.replace("\n", " ")])
@@ -133,7 +132,7 @@ def write_protection(
         summary=result.summary,
         history=result.history,
         files={"protected": "protected.ply", "cameras": "transforms.json", "preview": "preview.png"},
-        warning=untrained_record("protection") if untrained else None,
+        warning=label_record(editor_metadata, "protection"),
         nerfstudio=nerfstudio,
     )  # fmt: skip
     manifest.write(out / MANIFEST_FILE)
