@@ -1,5 +1,6 @@
 """Every per-view metric AdLift reports, declared once: its key, headers, number format, meaning and
-the tables that show it (report.md, the console summary of ``adlift evaluate``, the viewer).
+the tables that show it (report.md, the console summary of ``adlift evaluate``, the viewer), and the
+per-attack fields of the removal-attack table (``removal``).
 
     METRICS.get("psnr").cell(41.237)          # '41.24'
     columns("invisibility")                   # the Metric rows of report.md's invisibility table
@@ -18,8 +19,9 @@ import math
 from adlift.registry import Registry
 
 #: The tables a metric can appear in: report.md's summary/per-view tables, the console summary
-#: of ``adlift evaluate`` and the viewer's per-view table.
-TABLES = ("invisibility", "protection", "robustness", "views", "summary", "viewer")
+#: of ``adlift evaluate``, the viewer's per-view table and the removal-attack table (report.md and
+#: the console; one row per attack of :mod:`adlift.evaluate.removal`).
+TABLES = ("invisibility", "protection", "robustness", "views", "summary", "viewer", "removal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +134,22 @@ _metric("edit_success_fall_psnr", "success fall dB", "{:.2f}",
 _metric("loss_raw", "loss raw", "{:.4g}", "the editor loss of the raw render (manifest.json)", ("viewer",))
 _metric("loss_protected", "loss prot", "{:.4g}", "the editor loss of the protected render (manifest.json)",
         ("viewer",))  # fmt: skip
+
+# Removal attacks (adlift evaluate --removal): one row per attack on the protected file alone.
+_metric("gaussians", "Gaussians", "{:d}", "Gaussians in the scene after the attack", ("removal",))
+_metric("psnr_to_raw", "PSNR to raw dB", "{:.2f}",
+        "PSNR of the attacked scene's renders vs the raw renders (null in a measured row = identical)",
+        ("removal",), short="to raw dB")  # fmt: skip
+_metric("closer_db", "closer than file dB", "{:+.2f}",
+        "PSNR to raw minus the protected file's PSNR to raw (> 1 dB: the attack recovers the asset)", ("removal",),
+        short="closer dB")  # fmt: skip
+_metric("protection_remaining", "protection left", "{:.0%}",
+        "share of the protected file's edit-success fall (else adversarial-loss reduction) that remains",
+        ("removal",), short="left")  # fmt: skip
+_metric("psnr_to_protected", "PSNR to protected dB", "{:.2f}",
+        "PSNR of the attacked scene's renders vs the protected renders: what the attack costs visually",
+        ("removal",), short="cost dB")  # fmt: skip
+_metric("verdict", "verdict", "{}", "recovers | too costly | strips | holds | n/a | skipped", ("removal",))
 
 
 def columns(table: str) -> list[Metric]:

@@ -43,6 +43,7 @@ from adlift.errors import AdLiftError
 from adlift.evaluate.clip_metrics import ClipScorer, captions_for
 from adlift.image_metrics import LpipsMetric, image_pair_metrics, psnr_per_image, ssim_per_image
 from adlift.evaluate.purify import DEFAULT_PURIFICATIONS, Purifications, apply_purification
+from adlift.evaluate.removal import REMOVAL_ATTACKS, RemovalAttacks
 from adlift.scene import GaussianScene
 
 
@@ -85,6 +86,21 @@ class EvaluateConfig:
     gs_steps_3d: int = 200
     """3d: Gaussian optimisation steps per round."""
 
+    removal: bool = False
+    """Also run the removal-attack suite on the protected file alone (order, deduplication, pruning,
+    outliers, SH truncation, format round trips, re-fitting; adlift.evaluate.removal) and measure how
+    close each stripped scene comes to the raw one, how much protection remains and what the attack
+    costs: removal.json, removal.png and a table in report.md."""
+
+    removal_attacks: RemovalAttacks = REMOVAL_ATTACKS.names()
+    """With --removal: the attacks to run (default: all of them; help: :data:`RemovalAttacks`)."""
+
+    removal_refit_steps: int = 300
+    """With --removal: Adam steps of the refit attack (its cost grows with them)."""
+
+    removal_refit_views: int = 24
+    """With --removal: orbit views the attacker frames from the protected scene's bounds (refit, big-point pruning)."""
+
     background: tyro.conf.Suppress[tuple[float, float, float]] = (0.0, 0.0, 0.0)
     """Background colour of the renders (the commands: the protection's, or --background)."""
 
@@ -107,6 +123,14 @@ class EvaluateConfig:
         names = [p.name for p in self.purifications]
         if len(set(names)) != len(names):
             raise AdLiftError(f"purifications repeat a name: {', '.join(names)}")
+        for name in self.removal_attacks:
+            REMOVAL_ATTACKS.check(name)
+        if self.removal and not self.removal_attacks:
+            raise AdLiftError("--removal needs at least one attack in --removal-attacks")
+        if len(set(self.removal_attacks)) != len(self.removal_attacks):
+            raise AdLiftError(f"removal attacks repeat a name: {', '.join(self.removal_attacks)}")
+        if self.removal_refit_steps < 0 or self.removal_refit_views < 1:
+            raise AdLiftError("need removal_refit_steps >= 0 and removal_refit_views >= 1")
 
     @property
     def text_guidance(self) -> float:
@@ -159,6 +183,10 @@ class EvaluationResult:
 
     edit_success: dict = dataclasses.field(default_factory=lambda: {"available": False, "reason": None})
     """{available, reason} of the edit-success metrics (:func:`edit_success_info`)."""
+
+    removal: dict | None = None
+    """With ``config.removal``: the removal-attack record
+    (:func:`adlift.evaluate.removal.removal_report`), else None."""
 
 
 #: What edit success is, wherever it is shown.
@@ -309,6 +337,7 @@ def evaluate(
     *,
     clip: ClipScorer | None = None,
     lpips: LpipsMetric | None = None,
+    removal_loss=None,
 ) -> EvaluationResult:
     """Evaluate ``protected`` against ``raw`` on the views of ``splits`` ({"train": cams, "novel": cams}).
 
@@ -316,6 +345,9 @@ def evaluate(
     metrics are None, and edit success is None unless ``editor.reference_edit_for(instruction)``
     gives a reference. With ``config.guidance_scale`` None the edits use the editor's
     ``default_guidance``. 3d mode edits both scenes from the "train" split's views (all of them).
+    With ``config.removal`` also the removal-attack suite
+    (:func:`~adlift.evaluate.removal.removal_report`; ``removal_loss``: the protection's
+    adversarial loss, default the encoder loss).
     """
     config = config or EvaluateConfig()
     config.validate()
@@ -369,5 +401,10 @@ def evaluate(
             robustness.append({"split": split, "purification": purification.name, **mean_of(recs)})
             bar.update(1)
     bar.close()
+    removal = None
+    if config.removal:
+        from adlift.evaluate.removal import removal_report
+
+        removal = removal_report(raw, protected, splits, editor, instruction, config, loss=removal_loss)
     return EvaluationResult(views, robustness, summary, images, captions, time.perf_counter() - tic,
-                            edit_success_info(editor, instruction, reference))
+                            edit_success_info(editor, instruction, reference), removal)
