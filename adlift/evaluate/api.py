@@ -54,6 +54,10 @@ class EvaluationOutput:
 
         console = console or Console(highlight=False)
         console.print(summary_table(self.report))
+        if self.report.get("removal"):
+            from adlift.evaluate.report import removal_table
+
+            console.print(removal_table(self.report["removal"]))
         pngs = ", ".join(k for k in self.files if k.endswith(".png"))
         console.print(f"wrote {self.out / 'report.json'}, report.md, {pngs}", soft_wrap=True)
 
@@ -101,6 +105,23 @@ def load_splits(source: str, scene, render: RenderOptions) -> dict:
     return splits
 
 
+def protection_loss(manifest, editor, instruction: str, echo: Echo = _print):
+    """The adversarial loss the removal attacks measure with: the loss the manifest records (its kind
+    and options, rebuilt on ``editor``), else the default encoder loss."""
+    from adlift.attacks import AdversarialLoss
+    from adlift.attacks.losses.base import loss_config
+
+    recorded = (manifest.config.get("loss") if manifest is not None else None) or {}
+    if isinstance(recorded, dict) and recorded.get("kind"):
+        options = {k: v for k, v in recorded.items() if k != "kind"}
+        try:
+            config = loss_config(str(recorded["kind"]), **options)
+            return AdversarialLoss(editor.surface, instruction, config)
+        except (AdLiftError, TypeError) as e:
+            echo(f"removal attacks: the recorded loss does not rebuild ({e}); measuring with the encoder loss")
+    return AdversarialLoss(editor.surface, instruction)
+
+
 def run_evaluation(
     inputs: EvaluateInputs,
     config: EvaluateConfig | None = None,
@@ -133,7 +154,9 @@ def run_evaluation(
     echo(f"evaluating {resolved.protected} against {resolved.raw} ({config.mode}, "
          f"{', '.join(f'{len(c)} {s}' for s, c in splits.items())} views, at most {config.views_per_split or 'all'} "
          f"per split; {len(config.purifications)} purifications)")  # fmt: skip
-    result = evaluate(raw, protected, splits, resolved.instruction, editor, config, clip=clip, lpips=lpips)
+    removal_loss = protection_loss(resolved.manifest, editor, resolved.instruction, echo) if config.removal else None
+    result = evaluate(raw, protected, splits, resolved.instruction, editor, config, clip=clip, lpips=lpips,
+                      removal_loss=removal_loss)  # fmt: skip
     if not result.edit_success["available"] and getattr(editor, "model_organism", False):
         echo(f"edit success unavailable: {result.edit_success['reason']}")
     context = ReportContext(
@@ -148,10 +171,11 @@ def run_evaluation(
 def write_evaluation(
     out: Path, result: EvaluationResult, config: EvaluateConfig, context: ReportContext
 ) -> tuple[dict, dict[str, str]]:
-    """grid_<split>.png, metrics.png, report.json and report.md into ``out``; (report, files)."""
+    """grid_<split>.png, metrics.png, report.json and report.md (with removal attacks also removal.json
+    and removal.png) into ``out``; (report, files)."""
     from adlift.editors.untrained import untrained_banner, untrained_note
-    from adlift.evaluate.figures import save_grid, save_plots
-    from adlift.evaluate.report import build_report, write_report
+    from adlift.evaluate.figures import save_grid, save_plots, save_removal_plot
+    from adlift.evaluate.report import build_report, write_removal, write_report
 
     banner = untrained_banner(context.editor, "evaluation")
     files = {}
@@ -162,7 +186,13 @@ def write_evaluation(
     title = f'"{context.instruction}" ({config.mode})' + untrained_note(context.editor, "evaluation")
     save_plots(out / "metrics.png", result.views, result.robustness, title)
     files["metrics.png"] = "metrics per view (train vs novel) and robustness per purification"
+    if result.removal is not None:
+        save_removal_plot(out / "removal.png", result.removal, title)
+        files["removal.json"] = "removal attacks on the protected file alone: per attack, closeness to raw, protection left"
+        files["removal.png"] = "removal attacks: PSNR to the raw renders vs protection remaining"
     files["report.md"] = "this report as tables"
     report = build_report(result, config, context, files)
     write_report(out, report)
+    if result.removal is not None:
+        write_removal(out, report)
     return report, files

@@ -100,3 +100,55 @@ def save_plots(path: Path, views: list[dict], robustness: list[dict], title: str
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
+
+
+def save_removal_plot(path: Path, removal: dict, title: str = "") -> Path:
+    """removal.png: per attack, PSNR of its renders to the raw renders (x) vs the protection left (y),
+    with the protected file's point, the recovery line (its PSNR + the margin) and the targets.
+    Identical renders (infinite PSNR) sit at the right edge, marked "inf"; attacks without a protection
+    measure at y = 0 with hollow markers; skipped attacks are listed under the plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from adlift.evaluate.removal import ACCEPTABLE_PSNR_DB, RECOVERY_MARGIN_DB, REMAINING_TARGET
+    from adlift.io.atomic import atomic_path
+
+    base = removal["protected"]
+    measured = [r for r in removal["attacks"] if not r.get("skipped")]
+    finite_x = [r["psnr_to_raw"] for r in [base, *measured]
+                if isinstance(r.get("psnr_to_raw"), (int, float)) and math.isfinite(r["psnr_to_raw"])]  # fmt: skip
+    right = (max(finite_x) if finite_x else 60.0) + 4.0
+
+    def x_of(row: dict) -> float:
+        value = row.get("psnr_to_raw")
+        return right if value is None or not math.isfinite(value) else float(value)
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for row in measured:
+        left = row.get("protection_remaining")
+        colour = "tab:red" if row.get("recovers") else "tab:orange" if row["verdict"] == "strips" else "tab:blue"
+        y = 100.0 * left if left is not None and math.isfinite(left) else 0.0
+        ax.plot(x_of(row), y, "o", color=colour, mfc=colour if left is not None else "none", ms=7)
+        label = row["attack"] + (" (inf)" if x_of(row) == right else "")
+        ax.annotate(label, (x_of(row), y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.plot(x_of(base), 100.0, "*", color="black", ms=14, label="protected file")
+    if base.get("psnr_to_raw") is not None and math.isfinite(base["psnr_to_raw"]):
+        ax.axvline(base["psnr_to_raw"] + RECOVERY_MARGIN_DB, color="tab:red", ls="--",
+                   label=f"recovery line (protected + {RECOVERY_MARGIN_DB:g} dB)")  # fmt: skip
+    ax.axvline(ACCEPTABLE_PSNR_DB, color="grey", ls=":", label=f"{ACCEPTABLE_PSNR_DB:g} dB (attack too costly below)")
+    ax.axhline(100.0 * REMAINING_TARGET, color="grey", ls="-.", lw=0.8, label=f"{REMAINING_TARGET:.0%} protection left")
+    ax.set_xlabel("PSNR of the attacked scene's renders to the raw renders (dB)")
+    ax.set_ylabel(f"protection left (%, by {removal.get('measure') or 'no measure'})")
+    ax.legend(fontsize=7, loc="best")
+    skipped = removal.get("skipped") or {}
+    if skipped:
+        fig.text(0.01, 0.01, "skipped: " + "; ".join(f"{a} ({why})" for a, why in skipped.items()), fontsize=6,
+                 wrap=True)  # fmt: skip
+    ax.set_title((title + "\n" if title else "") + "removal attacks on the protected file alone", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05 if skipped else 0, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path

@@ -24,6 +24,18 @@
 * ``robustness``: per (split, purification) the means of the protection metrics after purifying
   the protected renders, plus ``purified_psnr`` (purified protected vs raw render); edit success of
   the purified render's edit to reference(purified), its fall relative to the unpurified raw edit
+* ``removal`` (only with ``--removal``): the removal-attack record, also written alone as
+  ``removal.json`` (:func:`write_removal`, which adds ``adlift_version``, ``created``, ``instruction``
+  and ``sources``): ``measure`` ("edit success fall" | "adversarial loss" | null) and
+  ``measure_note``, ``loss`` (its label), ``views``, ``raw`` {gaussians, loss, edit_success},
+  ``protected`` (the protected file's row), ``attacks`` (one row per attack: attack, gaussians,
+  psnr_to_raw, psnr_to_protected, closer_db = psnr_to_raw - the protected file's, loss,
+  loss_reduction, edit_success, success_fall, loss_remaining, fall_remaining,
+  protection_remaining (the share of the protected file's fall / loss reduction left, by
+  ``measure``), recovers, verdict (recovers | too costly | strips | holds | n/a | skipped), skipped
+  (the reason, or null), seconds), ``recovered`` / ``stripped`` (attack names), ``skipped``
+  {attack: reason}, ``thresholds``, ``context`` (the attacker's settings), ``seconds``. A PSNR of
+  null in a measured row means identical images (infinite PSNR).
 * ``files``: the grids and the plot written beside the report
 * ``warning`` when the editor or CLIP is an untrained test model
   or a model organism (:func:`adlift.editors.untrained.label_record`)
@@ -101,6 +113,8 @@ def build_report(result: EvaluationResult, config: EvaluateConfig, context: Repo
         "robustness": result.robustness,
         "files": files,
     }
+    if result.removal is not None:
+        report["removal"] = result.removal
     warnings = []
     if label_record(context.editor, "evaluation"):
         warnings.append(label_record(context.editor, "evaluation"))
@@ -161,11 +175,82 @@ def markdown_report(report: dict) -> str:
         lines += ["## Robustness: protected renders purified, then edited (2D)", ""]
         rows = [{"what": f"{r['split']}: {r['purification']}", **r} for r in report["robustness"]]
         lines += _table(rows, columns("robustness"), ("what", "split: purification")) + [""]
+    if report.get("removal"):
+        lines += removal_markdown(report["removal"]) + [""]
     lines += ["## Per view", ""]
     rows = [{"view": f"{v['split']}: {v['name']}", **v} for v in report["views"]]
     lines += _table(rows, columns("views"), ("view", "view"))
     lines += ["", "## Files", ""] + [f"- `{name}`: {what}" for name, what in report["files"].items()] + [""]
     return "\n".join(lines)
+
+
+def _removal_cell(row: dict, metric: Metric) -> str:
+    if row.get("skipped") and metric.key != "verdict":
+        return "-"
+    if row.get(metric.key) is None and metric.key in ("psnr_to_raw", "psnr_to_protected", "closer_db"):
+        return "inf"  # JSON null in a measured row: identical images
+    return metric.cell(row.get(metric.key))
+
+
+def removal_markdown(removal: dict) -> list[str]:
+    """report.md's removal-attack section: what was measured, one row per attack, skipped attacks."""
+    from adlift.evaluate.removal import ACCEPTABLE_PSNR_DB, RECOVERY_MARGIN_DB, REMAINING_TARGET
+
+    metrics = columns("removal")
+    lines = [
+        "## Removal attacks on the protected file alone",
+        "",
+        "Each attack processes the published protected scene alone (not the raw scene, the manifest or the",
+        f"protection's cameras). \"PSNR to raw dB\": its renders vs the raw renders ({removal['views']} views); it",
+        f"**recovers** the asset when that is more than {RECOVERY_MARGIN_DB:g} dB above the protected file's. \"protection",
+        "left\": the share of the protected file's protection that remains. \"PSNR to protected dB\": what the attack",
+        f"costs visually. Verdicts: recovers; too costly (under {ACCEPTABLE_PSNR_DB:g} dB to raw); strips (at least",
+        f"{ACCEPTABLE_PSNR_DB:g} dB to raw and less than {REMAINING_TARGET:.0%} of the protection left); holds.",
+        "",
+    ]
+    if removal["measure"] == "edit success fall":
+        lines += [f"Protection measured by the edit-success fall ({EDIT_SUCCESS_NOTE}).", ""]
+    elif removal["measure"] == "adversarial loss":
+        lines += [f"Protection measured by the reduction of the adversarial loss {removal['loss']} "
+                  f"({removal['measure_note']}).", ""]  # fmt: skip
+    else:
+        lines += [f"No measure of the protection: {removal['measure_note']}.", ""]
+    head = "| attack | " + " | ".join(m.header for m in metrics) + " |"
+    lines += [head, "|---|" + "---:|" * len(metrics)]
+    for row in [removal["protected"], *removal["attacks"]]:
+        lines.append(f"| {row['attack']} | " + " | ".join(_removal_cell(row, m) for m in metrics) + " |")
+    recovered = removal.get("recovered") or []
+    lines += ["", "Recovered the raw asset: " + (", ".join(f"**{a}**" for a in recovered) if recovered else "none") + "."]
+    for attack, reason in (removal.get("skipped") or {}).items():
+        lines.append(f"- skipped {attack}: {reason}")
+    return lines
+
+
+def removal_table(removal: dict) -> "Table":
+    """The console table of the removal attacks (rich): the metrics tagged "removal", short headers."""
+    from rich.table import Table
+
+    metrics = columns("removal")
+    table = Table(title=f"removal attacks ({removal['measure'] or 'no protection measure'})", title_justify="left",
+                  collapse_padding=True)  # fmt: skip
+    table.add_column("attack", overflow="fold")
+    for m in metrics:
+        table.add_column(m.short_header, justify="right")
+    for row in [removal["protected"], *removal["attacks"]]:
+        table.add_row(row["attack"], *(_removal_cell(row, m) for m in metrics))
+    notes = [f"skipped {a}: {why}" for a, why in (removal.get("skipped") or {}).items()]
+    recovered = removal.get("recovered") or []
+    notes.insert(0, "recovered the raw asset: " + (", ".join(recovered) if recovered else "none"))
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
+    return table
+
+
+def write_removal(out: Path, report: dict) -> Path:
+    """OUT/removal.json: the report's removal record with what it was measured on."""
+    record = {key: report.get(key) for key in ("adlift_version", "created", "instruction", "mode", "sources", "editor")}
+    write_json_atomic(out / "removal.json", {**record, **report["removal"]})
+    return out / "removal.json"
 
 
 def write_report(out: Path, report: dict) -> None:
