@@ -12,7 +12,7 @@ STAMP := $(VENV)/.adlift-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean scenes bench-render bench-protect train-mini cuda cuda-check chromium view viewer-screenshot test-nerfstudio help
+.PHONY: demo test install clean scenes bench-render bench-protect bench-formats train-mini cuda cuda-check chromium splat-transform view viewer-screenshot test-nerfstudio help
 
 help:
 	@echo "make demo        set up .venv and run the demo on a bundled scene (offline)"
@@ -22,6 +22,8 @@ help:
 	@echo "make scenes      regenerate the bundled scenes (byte-identical)"
 	@echo "make bench-render  run the renderer benchmark (writes benchmarks/results/*.json)"
 	@echo "make bench-protect run the protection benchmark (cost, and lifted-pgd vs fit2d vs direct)"
+	@echo "make bench-formats compare gsply and gaussforge on the web 3DGS formats (needs make splat-transform)"
+	@echo "make splat-transform  install PlayCanvas splat-transform (npm) for the web-format tests"
 	@echo "make train-mini  retrain the mini InstructPix2Pix on CPU and write its weights into the package"
 	@echo "make cuda        build our CUDA rasteriser ahead of time (needs a CUDA GPU and CUDA torch)"
 	@echo "make cuda-check  compile-check every cuda/src/*.cu with plain nvcc (sm_90, sm_80); no GPU needed"
@@ -55,7 +57,22 @@ chromium:
 		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: $(STAMP) chromium
+# PlayCanvas splat-transform (npm, pinned by tools/splat-transform/package-lock.json; Node >= 18), the
+# independent writer/reader tests/test_web_formats.py compares the web 3DGS formats against (those
+# tests skip without it, and fail under CI). Debian's nodejs/npm when node is missing.
+ST_DIR := tools/splat-transform
+ST_STAMP := $(ST_DIR)/node_modules/.adlift-installed
+
+$(ST_STAMP): $(ST_DIR)/package.json $(ST_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	cd $(ST_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(ST_STAMP)
+
+splat-transform: $(ST_STAMP)
+
+test: $(STAMP) chromium splat-transform
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # nerfstudio plugin tests in their own venv (built by tests/nerfstudio/make_venv.sh: torch 2.13 first,
@@ -85,6 +102,9 @@ scenes: $(STAMP)
 bench-render: $(STAMP)
 	$(PY) benchmarks/render.py
 
+bench-formats: $(STAMP) splat-transform
+	$(PY) benchmarks/formats.py
+
 bench-protect: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/protect.py --threads 2
 
@@ -100,4 +120,4 @@ cuda-check: $(STAMP)
 	$(PY) -m pytest -q tests/test_cuda_sources.py
 
 clean:
-	rm -rf $(VENV) $(NS_VENV) outputs
+	rm -rf $(VENV) $(NS_VENV) outputs $(ST_DIR)/node_modules

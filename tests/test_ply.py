@@ -246,9 +246,10 @@ def test_rgb_colours_are_ignored_when_f_dc_present(tmp_path):
     assert_matches_params(read_ply(fx.gaussian_ply(tmp_path / "s.ply", p, extra=extra)), p)
 
 
-def test_refuses_compressed_ply(tmp_path):
-    err = read_error(fx.gsplat_compressed_ply(tmp_path / "compressed.ply"))
-    assert "compressed" in err.problem and "not supported" in err.problem
+def test_compressed_ply_is_handed_to_its_reader(tmp_path):
+    """read_ply reads a compressed .ply through adlift.io.compressed_ply (tests/test_web_formats.py)."""
+    scene = read_ply(fx.gsplat_compressed_ply(tmp_path / "compressed.ply"))
+    assert scene.num_gaussians == 3 and scene.sh_degree == 1
 
 
 # ---------------------------------------------------------------------------------------------

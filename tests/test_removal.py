@@ -233,6 +233,8 @@ def test_registered_web_formats_round_trip():
             assert "\n" not in str(e) and str(e)
             continue
         assert out.num_gaussians == scene.num_gaussians
+        if name == "roundtrip-sog":  # SOG stores the Gaussians spatially sorted: compare nearest ones
+            out = out.subset(torch.cdist(scene.means, out.means).argmin(dim=1))
         torch.testing.assert_close(out.means, scene.means, atol=0.05, rtol=0.05)
 
 

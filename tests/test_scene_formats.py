@@ -11,6 +11,9 @@ from adlift.io import SCENE_FORMATS, SceneFormat, detect_scene_format, read_scen
 from adlift.io import ply
 from tests import ply_fixtures as fx
 
+#: The registered formats as messages list them.
+ALL = "ply (.ply), compressed-ply (.compressed.ply / .ply), spz (.spz), splat (.splat), sog (.sog / meta.json)"
+
 
 def _scene(n: int = 7, degree: int = 2) -> GaussianScene:
     p = fx.make_params(n, degree, seed=n)
@@ -83,10 +86,10 @@ def test_sniffer_tells_compressed_ply_apart():
     assert not ply.is_compressed_header(b"ply\ncomment packed_position is not here\n")
 
 
-def test_compressed_ply_named_ply_reaches_the_reader(tmp_path):
-    """No registered format claims it: the .ply reader says what it is."""
-    problem = _error(fx.gsplat_compressed_ply(tmp_path / "c.ply"))
-    assert "compressed 3DGS .ply" in problem and "not supported" in problem
+def test_compressed_ply_named_ply_reaches_its_reader(tmp_path):
+    """compressed-ply also lists .ply: its sniffer claims the file, its reader reads it."""
+    path = fx.gsplat_compressed_ply(tmp_path / "c.ply")
+    assert detect_scene_format(path) == "compressed-ply" and read_scene(path).num_gaussians == 3
 
 
 def test_broken_ply_gets_the_readers_specific_error(tmp_path):
@@ -107,7 +110,7 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_unknown_extension_lists_the_formats(tmp_path):
     problem = _error(fx.write_file(tmp_path / "scene.obj", b"v 0 0 0\n"))
-    assert problem == "unknown scene file type (.obj); supported scene formats: ply (.ply)"
+    assert problem == f"unknown scene file type (.obj); supported scene formats: {ALL}"
     assert "(no extension)" in _error(fx.write_file(tmp_path / "scene", b"v 0 0 0\n"))
 
 
@@ -115,7 +118,7 @@ def test_ply_content_with_another_extension_says_rename(tmp_path):
     path = fx.gaussian_ply(tmp_path / "scene.bin", fx.make_params(2, 0))
     problem = _error(path)
     assert problem.startswith("unknown scene file type (.bin); its content looks like ply: rename it to end with .ply")
-    assert problem.endswith("supported scene formats: ply (.ply)")
+    assert problem.endswith(f"supported scene formats: {ALL}")
 
 
 def test_content_of_another_registered_format(tmp_path, registry):
@@ -125,13 +128,11 @@ def test_content_of_another_registered_format(tmp_path, registry):
     ply_named_fake = fx.gaussian_ply(tmp_path / "scene.fake", fx.make_params(2, 0))
     assert _error(ply_named_fake) == "named like a fake file but its content is ply; rename it to end with .ply"
     assert detect_scene_format(fx.write_file(tmp_path / "ok.fake", b"FAKE")) == "fake"
-    assert "supported scene formats: ply (.ply), fake (.fake)" in _error(fx.write_file(tmp_path / "x.y", b"?"))
+    assert f"supported scene formats: {ALL}, fake (.fake)" in _error(fx.write_file(tmp_path / "x.y", b"?"))
 
 
-def test_longer_extension_and_shared_extension(tmp_path, registry):
-    """How a compressed .ply format registers: its own longer extension, and .ply told apart by content."""
-    compressed = SceneFormat((".compressed.ply", ".ply"), ply.is_compressed_header, _fake(b"").read)
-    registry.add("compressed-ply", compressed)
+def test_longer_extension_and_shared_extension(tmp_path):
+    """How compressed-ply registers: its own longer extension, and .ply told apart by content."""
     assert detect_scene_format(fx.gsplat_compressed_ply(tmp_path / "a.compressed.ply")) == "compressed-ply"
     assert detect_scene_format(fx.gsplat_compressed_ply(tmp_path / "a.ply")) == "compressed-ply"
     assert detect_scene_format(fx.gaussian_ply(tmp_path / "b.ply", fx.make_params(2, 0))) == "ply"
@@ -153,7 +154,7 @@ def test_write_format_contradicting_the_extension(tmp_path, registry):
     registry.add("fake", _fake(b"FAKE"))
     with pytest.raises(AdLiftError, match=r"as fake: its name says ply; name it \*\.fake"):
         write_scene(_scene(), tmp_path / "scene.ply", format="fake")
-    with pytest.raises(AdLiftError, match="unknown scene format 'nope'; choose one of: ply, fake"):
+    with pytest.raises(AdLiftError, match="unknown scene format 'nope'; choose one of: ply, compressed-ply, spz, splat, sog, fake"):
         write_scene(_scene(), tmp_path / "scene.ply", format="nope")
     assert write_scene(_scene(), tmp_path / "s.fake").read_bytes() == b"FAKE"
     assert list(tmp_path.iterdir()) == [tmp_path / "s.fake"]

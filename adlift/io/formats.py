@@ -10,7 +10,9 @@ reads or writes a scene file goes through :func:`read_scene` / :func:`write_scen
 
 Detection (:func:`detect_scene_format`): the formats whose extension is the longest one the file
 name ends with (``.compressed.ply`` beats ``.ply``) are the candidates; the one whose sniffer
-accepts the first :data:`SNIFF_BYTES` bytes wins. A file whose content is another registered
+accepts the first :data:`SNIFF_BYTES` bytes wins. A format may list another's extension after its
+own (compressed-ply lists ``.ply``: SuperSplat writes compressed files named ``*.ply``); the format
+whose *first* extension it is owns it for messages, for writing and for content no sniffer knows. A file whose content is another registered
 format, or whose extension no format uses, is a one-line :class:`~adlift.errors.FileFormatError`
 listing the supported formats. When no sniffer recognises the content, the single candidate's
 reader reads it anyway and reports exactly what is wrong (truncated, missing properties, ...).
@@ -27,12 +29,12 @@ from __future__ import annotations
 import dataclasses
 import stat
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Tuple
+from typing import Callable, Iterable, Mapping, Optional, Tuple
 
 import torch
 
 from adlift.errors import AdLiftError, FileFormatError
-from adlift.io import ply
+from adlift.io import compressed_ply, ply, sog, splat, spz
 from adlift.registry import Registry
 from adlift.scene import GaussianScene
 
@@ -58,6 +60,11 @@ class SceneFormat:
     write: Optional[Callable[..., Path]] = None
     """``write(scene, path, *, comments)``: write atomically, return the path; None: read-only."""
 
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Options of :func:`read_scene` / :func:`write_scene` this format uses: public name -> the
+    keyword of its ``read``/``write`` (``{"spz_axes": "axes"}``). Callers may pass an option for
+    any file; a format that does not use it ignores it."""
+
 
 SCENE_FORMATS = Registry[SceneFormat]("scene format")
 
@@ -74,6 +81,14 @@ def formats_for_name(path: str | Path) -> list[str]:
                default=0)  # fmt: skip
     return [n for n, fmt in SCENE_FORMATS.items() if best and any(name.endswith(e) and len(e) == best
                                                                    for e in fmt.extensions)]  # fmt: skip
+
+
+def owners(path: str | Path, names: list[str]) -> list[str]:
+    """Of ``names`` (:func:`formats_for_name`), those whose *first* extension ``path`` ends with
+    (``.ply`` names ply, not compressed-ply, which also lists it); all of them if none is."""
+    name = Path(path).name.lower()
+    own = [n for n in names if name.endswith(SCENE_FORMATS.get(n).extensions[0])]
+    return own or names
 
 
 def _head(path: Path) -> bytes:
@@ -109,11 +124,11 @@ def detect_scene_format(path: str | Path) -> str:
     if by_name and by_content:
         other = SCENE_FORMATS.get(by_content[0])
         raise FileFormatError(
-            path, f"named like a {' / '.join(by_name)} file but its content is {by_content[0]}; "
+            path, f"named like a {' / '.join(owners(path, by_name))} file but its content is {by_content[0]}; "
             f"rename it to end with {other.extensions[0]}"
         )
-    if len(by_name) == 1:
-        return by_name[0]  # unrecognised content: the reader says exactly what is wrong with it
+    if len(owners(path, by_name)) == 1:
+        return owners(path, by_name)[0]  # unrecognised content: the reader says exactly what is wrong with it
     if by_name:
         raise FileFormatError(path, f"content is none of the formats named {', '.join(by_name)}")
     suffix = "".join(path.suffixes[-2:]) or "no extension"
@@ -127,19 +142,38 @@ def detect_scene_format(path: str | Path) -> str:
     )
 
 
-def read_scene(path: str | Path, *, dtype: torch.dtype = torch.float32) -> GaussianScene:
-    """Read a scene file of any registered format (detected by extension and content) on the CPU."""
+def scene_options() -> list[str]:
+    """Every option name a registered format uses (``spz_axes``)."""
+    return sorted({name for _, fmt in SCENE_FORMATS.items() for name in fmt.options})
+
+
+def _keywords(fmt: SceneFormat, options: dict) -> dict:
+    """The keywords of ``fmt``'s read/write for ``options`` (unknown option names are an error,
+    options another format uses are ignored, None means the format's default)."""
+    unknown = sorted(set(options) - set(scene_options()))
+    if unknown:
+        raise AdLiftError(f"unknown scene file option(s) {', '.join(unknown)}; known: {', '.join(scene_options()) or 'none'}")
+    return {fmt.options[k]: v for k, v in options.items() if k in fmt.options and v is not None}
+
+
+def read_scene(path: str | Path, *, dtype: torch.dtype = torch.float32, **options) -> GaussianScene:
+    """Read a scene file of any registered format (detected by extension and content) on the CPU.
+
+    ``options`` are format options (:func:`scene_options`, e.g. ``spz_axes="raw"``); a format
+    that does not use one ignores it.
+    """
     path = Path(path)
-    return SCENE_FORMATS.get(detect_scene_format(path)).read(path, dtype=dtype)
+    fmt = SCENE_FORMATS.get(detect_scene_format(path))
+    return fmt.read(path, dtype=dtype, **_keywords(fmt, options))
 
 
 def write_scene(
-    scene: GaussianScene, path: str | Path, format: Optional[str] = None, *, comments: Iterable[str] = ()
+    scene: GaussianScene, path: str | Path, format: Optional[str] = None, *, comments: Iterable[str] = (), **options
 ) -> Path:
     """Write ``scene`` to ``path`` atomically in ``format`` (default: the one its extension names).
 
-    ``comments`` are provenance lines for formats that can store them (.ply header comments).
-    Returns the path written.
+    ``comments`` are provenance lines for formats that can store them (.ply header comments);
+    ``options`` as in :func:`read_scene`. Returns the path written.
     """
     path = Path(path)
     by_name = formats_for_name(path)
@@ -149,16 +183,16 @@ def write_scene(
                 f"cannot write {path}: unknown scene file type; name it after one of the supported "
                 f"scene formats: {supported_formats()} (or pass a format)"
             )
-        format = by_name[0]
+        format = owners(path, by_name)[0]
     fmt = SCENE_FORMATS.get(format)
     if by_name and format not in by_name:
         raise AdLiftError(
-            f"cannot write {path} as {format}: its name says {' / '.join(by_name)}; "
+            f"cannot write {path} as {format}: its name says {' / '.join(owners(path, by_name))}; "
             f"name it *{fmt.extensions[0]}"
         )
     if fmt.write is None:
         raise AdLiftError(f"cannot write {path}: the {format} scene format is read-only")
-    return fmt.write(scene, path, comments=comments)
+    return fmt.write(scene, path, comments=comments, **_keywords(fmt, options))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,4 +202,26 @@ SCENE_FORMATS.add(
     "ply",
     SceneFormat(extensions=(".ply",), sniff=ply.sniff, read=ply.read_ply, write=ply.write_ply),
     help="INRIA 3DGS layout (original 3DGS code, gsplat, nerfstudio ns-export), SH degree 0-3",
+)
+SCENE_FORMATS.add(
+    "compressed-ply",
+    SceneFormat(extensions=(".compressed.ply", ".ply"), sniff=compressed_ply.sniff, read=compressed_ply.read,
+                write=compressed_ply.write),  # fmt: skip
+    help="PlayCanvas/SuperSplat compressed .ply (256-Gaussian chunks, 8-11 bit quantisation), SH 0-3",
+)
+SCENE_FORMATS.add(
+    "spz",
+    SceneFormat(extensions=(".spz",), sniff=spz.sniff, read=spz.read, write=spz.write,
+                options={"spz_axes": "axes"}),  # fmt: skip
+    help="Niantic .spz (reads versions 2-4, writes 4; axes: --spz-axes rub|raw), SH 0-3",
+)
+SCENE_FORMATS.add(
+    "splat",
+    SceneFormat(extensions=(".splat",), sniff=splat.sniff, read=splat.read, write=splat.write),
+    help="antimatter15 .splat (32 bytes a Gaussian, SH degree 0 only)",
+)
+SCENE_FORMATS.add(
+    "sog",
+    SceneFormat(extensions=(".sog", "meta.json"), sniff=sog.sniff, read=sog.read, write=sog.write),
+    help="PlayCanvas SOG: a .sog bundle or meta.json + WebP images (reordered, codebook-quantised), SH 0-3",
 )

@@ -17,7 +17,8 @@ Writers this reads (see ``tests/ply_fixtures.py`` for each one's exact header):
   ``--ply-color-mode rgb`` it writes ``red green blue`` (uchar) instead of ``f_dc_*``, which is
   read as the DC colour (8-bit, so not lossless) with no higher-order SH.
 
-Compressed PLYs (SuperSplat / gsplat ``ply_compressed``) are refused with a clear message.
+Compressed PLYs (SuperSplat / gsplat ``ply_compressed``: ``packed_*`` vertex properties) are
+read by :mod:`adlift.io.compressed_ply` (``read_ply`` hands them over).
 
 Reading: plyfile parses the header and the data (binary little/big endian memory-mapped, ASCII
 row by row, LF/CR/CRLF lines). Around it, this module only adds what makes a hostile or broken
@@ -318,11 +319,10 @@ def read_ply(path: str | Path, *, dtype: torch.dtype = torch.float32) -> Gaussia
         raise FileFormatError(path, f"PLY file has no 'vertex' element (elements: {', '.join(names) or 'none'})")
     vertex = ply["vertex"]
     props = {p.name: p for p in vertex.properties}
-    if any(name in props for name in COMPRESSED_MARKERS):
-        raise FileFormatError(
-            path, "compressed 3DGS .ply (SuperSplat / gsplat 'ply_compressed') is not supported; "
-            "export an uncompressed .ply (INRIA layout with f_dc_*, opacity, scale_*, rot_*)"
-        )
+    if any(name in props for name in COMPRESSED_MARKERS):  # SuperSplat / gsplat 'ply_compressed'
+        from adlift.io import compressed_ply
+
+        return compressed_ply.read(path, dtype=dtype)
     rgb_mode = not any(f"f_dc_{i}" in props for i in range(3)) and all(c in props for c in _RGB)
     required = [name for name in REQUIRED if not (rgb_mode and name.startswith("f_dc_"))]
     missing = [name for name in required if name not in props]
