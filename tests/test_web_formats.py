@@ -489,3 +489,30 @@ def test_missing_library_is_one_line(monkeypatch, tmp_path):
     with pytest.raises(AdLiftError, match=r"need gaussforge: pip install"):
         read_scene(path)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# the commands take every format (they all read through read_scene)
+# ---------------------------------------------------------------------------------------------
+def test_render_and_info_take_web_formats(tmp_path):
+    path = write_scene(web_scene(60, 1), tmp_path / "s.splat")
+    done = run_cli("render", str(path), "--cameras", "orbit:1,size=16x16", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "contact_sheet.png").is_file()
+    spz_file = write_scene(web_scene(60, 1), tmp_path / "s.spz", spz_axes="raw")
+    rub = json.loads(run_cli("info", str(spz_file), "--json").stdout)
+    raw = json.loads(run_cli("info", str(spz_file), "--json", "--spz-axes", "raw").stdout)
+    assert raw["bounds_min"][1] == pytest.approx(-rub["bounds_max"][1], abs=1e-4)
+
+
+def test_viewer_and_plugin_inputs_take_web_formats(tmp_path):
+    from adlift.io.formats import formats_for_name
+    from adlift.viewer.inputs import load_inputs
+
+    raw = write_scene(web_scene(40, 1), tmp_path / "raw.spz")
+    protected = write_scene(web_scene(40, 1, seed=1), tmp_path / "p" / "meta.json")
+    inputs = load_inputs([raw, protected], cameras="orbit:2,size=16x16")
+    assert inputs.scenes["raw"].num_gaussians == 40 and inputs.scenes["protected"].num_gaussians == 40
+    # the nerfstudio plugin reads --pipeline.model.scene through read_scene when a format claims the name
+    for name in ("a.compressed.ply", "a.spz", "a.splat", "a.sog", "meta.json"):
+        assert formats_for_name(tmp_path / name), name

@@ -9,6 +9,7 @@ from pathlib import Path
 import tyro
 
 from adlift.io.formats import SCENE_FORMATS, detect_scene_format, read_scene
+from adlift.io.spz import SpzAxes
 
 
 @dataclasses.dataclass
@@ -16,14 +17,20 @@ class InfoCommand:
     """Print a 3DGS scene's Gaussian count, SH degree, bounds and opacity/scale statistics."""
 
     scene: tyro.conf.Positional[Path]
-    """Path of the 3D Gaussian Splatting scene (.ply, INRIA layout: 3DGS, gsplat, nerfstudio exports)."""
+    """Path of the 3D Gaussian Splatting scene: .ply (INRIA layout: 3DGS, gsplat, nerfstudio exports),
+    .compressed.ply, .spz, .splat, .sog or a SOG meta.json."""
 
     json: bool = False
     """Print the statistics as JSON (machine-readable) instead of a table."""
 
+    spz_axes: SpzAxes = None
+    """Axes of .spz files: rub (the SPZ spec, Niantic's and splat-transform's convention: y and z
+    flipped against the .ply) or raw (axes as stored, like gaussforge and gsply). Default:
+    $ADLIFT_SPZ_AXES, else rub."""
+
     def run(self) -> None:
         fmt = detect_scene_format(self.scene)
-        stats = read_scene(self.scene).summary()
+        stats = read_scene(self.scene, spz_axes=self.spz_axes).summary()
         stats = {"file": str(self.scene), "format": fmt, **stats}
         if self.json:
             print(json.dumps(stats, indent=2))

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from adlift.io.cameras import load_cameras
 from adlift.io.formats import read_scene
+from adlift.io.spz import SpzAxes
 from adlift.render.options import RenderOptions
 
 
@@ -25,7 +26,7 @@ class RenderCommand:
     """Render a 3DGS scene from every camera of a rig: one PNG per view plus contact_sheet.png."""
 
     scene: tyro.conf.Positional[Path]
-    """Path of the 3D Gaussian Splatting scene to render (.ply, INRIA layout)."""
+    """Path of the 3D Gaussian Splatting scene to render (.ply, .compressed.ply, .spz, .splat, .sog, meta.json)."""
 
     out: Path
     """Output directory (created if needed); existing PNGs of the same names are replaced."""
@@ -44,13 +45,18 @@ class RenderCommand:
     sh_degree: Optional[int] = None
     """Evaluate spherical harmonics up to this degree (default: the scene's degree)."""
 
+    spz_axes: SpzAxes = None
+    """Axes of .spz files: rub (the SPZ spec, Niantic's and splat-transform's convention: y and z
+    flipped against the .ply) or raw (axes as stored, like gaussforge and gsply). Default:
+    $ADLIFT_SPZ_AXES, else rub."""
+
     def run(self) -> None:
         from adlift.render import render
         from adlift.render.images import contact_sheet, save_images, save_png
 
         self.render.validate()
         device = self.render.torch_device()
-        scene = read_scene(self.scene).to(device)
+        scene = read_scene(self.scene, spz_axes=self.spz_axes).to(device)
         cameras = load_cameras(
             self.cameras, scene=scene, split=self.split, width=self.render.width, height=self.render.height
         ).to(device)

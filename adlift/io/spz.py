@@ -28,7 +28,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Literal, Optional
 
 import torch
 
@@ -46,6 +46,9 @@ AXES_ENV = "ADLIFT_SPZ_AXES"
 MAX_RATIO = 1100
 FREE_BYTES = 64 << 20
 _SH_DIM = {0: 0, 1: 3, 2: 8, 3: 15}
+
+#: The type of a command's ``--spz-axes`` option (None: ``$ADLIFT_SPZ_AXES``, else "rub").
+SpzAxes = Optional[Literal["rub", "raw"]]
 
 
 def sniff(head: bytes) -> bool:
