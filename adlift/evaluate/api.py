@@ -188,7 +188,7 @@ def write_evaluation(
     files["metrics.png"] = "metrics per view (train vs novel) and robustness per purification"
     if result.removal is not None:
         save_removal_plot(out / "removal.png", result.removal, title)
-        files["removal.json"] = "removal attacks on the protected file alone: per attack, closeness to raw, protection left"
+        files["removal.json"] = "removal attacks on the protected file alone: closeness to raw, protection left"
         files["removal.png"] = "removal attacks: PSNR to the raw renders vs protection remaining"
     files["report.md"] = "this report as tables"
     report = build_report(result, config, context, files)

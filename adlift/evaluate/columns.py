@@ -136,7 +136,7 @@ _metric("loss_protected", "loss prot", "{:.4g}", "the editor loss of the protect
         ("viewer",))  # fmt: skip
 
 # Removal attacks (adlift evaluate --removal): one row per attack on the protected file alone.
-_metric("gaussians", "Gaussians", "{:d}", "Gaussians in the scene after the attack", ("removal",))
+_metric("gaussians", "Gaussians", "{:d}", "Gaussians in the scene after the attack", ("removal",), short="count")
 _metric("psnr_to_raw", "PSNR to raw dB", "{:.2f}",
         "PSNR of the attacked scene's renders vs the raw renders (null in a measured row = identical)",
         ("removal",), short="to raw dB")  # fmt: skip

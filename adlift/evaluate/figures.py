@@ -102,11 +102,32 @@ def save_plots(path: Path, views: list[dict], robustness: list[dict], title: str
     return path
 
 
+def _removal_points(rows: list[dict], right: float) -> list[tuple[float, float, bool, str, str]]:
+    """(x, y, measured, colour, label) per group of attacks that land on the same spot (within 0.05 dB
+    and 0.5 %); the label is their numbers (1-based, in ``rows`` order), e.g. ``3,4,5``."""
+    points: list[list] = []
+    for number, row in enumerate(rows, start=1):
+        value, left = row.get("psnr_to_raw"), row.get("protection_remaining")
+        x = right if value is None or not math.isfinite(value) else float(value)
+        has_y = left is not None and math.isfinite(left)
+        y = 100.0 * left if has_y else 0.0
+        colour = "tab:red" if row.get("recovers") else "tab:orange" if row.get("verdict") == "strips" else "tab:blue"
+        for p in points:
+            if abs(p[0] - x) < 0.05 and abs(p[1] - y) < 0.5 and p[2] == has_y and p[3] == colour:
+                p[4].append(str(number))
+                break
+        else:
+            points.append([x, y, has_y, colour, [str(number)]])
+    return [(x, y, has_y, colour, ",".join(numbers)) for x, y, has_y, colour, numbers in points]
+
+
 def save_removal_plot(path: Path, removal: dict, title: str = "") -> Path:
     """removal.png: per attack, PSNR of its renders to the raw renders (x) vs the protection left (y),
-    with the protected file's point, the recovery line (its PSNR + the margin) and the targets.
-    Identical renders (infinite PSNR) sit at the right edge, marked "inf"; attacks without a protection
-    measure at y = 0 with hollow markers; skipped attacks are listed under the plot."""
+    with the protected file's point (star), the recovery line (its PSNR + the margin) and the targets;
+    left every attack, middle a zoom on +-3 dB around the protected file, right the numbered list of
+    attacks with their values. Red: recovers the asset; orange: strips the protection; hollow: no
+    protection measure (y = 0); identical renders (infinite PSNR) at the right edge; skipped attacks
+    in the list."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,38 +137,51 @@ def save_removal_plot(path: Path, removal: dict, title: str = "") -> Path:
     from adlift.io.atomic import atomic_path
 
     base = removal["protected"]
-    measured = [r for r in removal["attacks"] if not r.get("skipped")]
+    rows = removal["attacks"]
+    measured = [r for r in rows if not r.get("skipped")]
     finite_x = [r["psnr_to_raw"] for r in [base, *measured]
                 if isinstance(r.get("psnr_to_raw"), (int, float)) and math.isfinite(r["psnr_to_raw"])]  # fmt: skip
     right = (max(finite_x) if finite_x else 60.0) + 4.0
-
-    def x_of(row: dict) -> float:
-        value = row.get("psnr_to_raw")
-        return right if value is None or not math.isfinite(value) else float(value)
-
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for row in measured:
-        left = row.get("protection_remaining")
-        colour = "tab:red" if row.get("recovers") else "tab:orange" if row["verdict"] == "strips" else "tab:blue"
-        y = 100.0 * left if left is not None and math.isfinite(left) else 0.0
-        ax.plot(x_of(row), y, "o", color=colour, mfc=colour if left is not None else "none", ms=7)
-        label = row["attack"] + (" (inf)" if x_of(row) == right else "")
-        ax.annotate(label, (x_of(row), y), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    ax.plot(x_of(base), 100.0, "*", color="black", ms=14, label="protected file")
-    if base.get("psnr_to_raw") is not None and math.isfinite(base["psnr_to_raw"]):
-        ax.axvline(base["psnr_to_raw"] + RECOVERY_MARGIN_DB, color="tab:red", ls="--",
-                   label=f"recovery line (protected + {RECOVERY_MARGIN_DB:g} dB)")  # fmt: skip
-    ax.axvline(ACCEPTABLE_PSNR_DB, color="grey", ls=":", label=f"{ACCEPTABLE_PSNR_DB:g} dB (attack too costly below)")
-    ax.axhline(100.0 * REMAINING_TARGET, color="grey", ls="-.", lw=0.8, label=f"{REMAINING_TARGET:.0%} protection left")
-    ax.set_xlabel("PSNR of the attacked scene's renders to the raw renders (dB)")
-    ax.set_ylabel(f"protection left (%, by {removal.get('measure') or 'no measure'})")
-    ax.legend(fontsize=7, loc="best")
-    skipped = removal.get("skipped") or {}
-    if skipped:
-        fig.text(0.01, 0.01, "skipped: " + "; ".join(f"{a} ({why})" for a, why in skipped.items()), fontsize=6,
-                 wrap=True)  # fmt: skip
-    ax.set_title((title + "\n" if title else "") + "removal attacks on the protected file alone", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05 if skipped else 0, 1, 1))
+    base_x = base.get("psnr_to_raw")
+    base_x = right if base_x is None or not math.isfinite(base_x) else float(base_x)
+    points = [p for p in _removal_points(rows, right)
+              if not all(rows[int(n) - 1].get("skipped") for n in p[4].split(","))]  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(17, 6.5), gridspec_kw={"width_ratios": [1, 1, 0.6]})
+    for zoom, ax in zip((False, True), axes[:2]):
+        lo, hi = base_x - 3.0, base_x + 3.0
+        for x, y, has_y, colour, label in points:
+            shown = min(max(x, lo), hi) if zoom else x
+            ax.plot(shown, y, "o", color=colour, mfc=colour if has_y else "none", ms=7)
+            ax.annotate(label + ("" if shown == x else " >" if x > hi else " <"), (shown, y),
+                        textcoords="offset points", xytext=(5, 5), fontsize=7)  # fmt: skip
+        ax.plot(base_x, 100.0, "*", color="black", ms=14, label="protected file")
+        if base_x != right:
+            ax.axvline(base_x + RECOVERY_MARGIN_DB, color="tab:red", ls="--",
+                       label=f"recovery line (protected + {RECOVERY_MARGIN_DB:g} dB)")  # fmt: skip
+        if not zoom or lo <= ACCEPTABLE_PSNR_DB <= hi:
+            ax.axvline(ACCEPTABLE_PSNR_DB, color="grey", ls=":", label=f"{ACCEPTABLE_PSNR_DB:g} dB (too costly below)")
+        ax.axhline(100.0 * REMAINING_TARGET, color="grey", ls="-.", lw=0.8,
+                   label=f"{REMAINING_TARGET:.0%} protection left")  # fmt: skip
+        if zoom:
+            ax.set_xlim(lo - 0.3, hi + 0.6)
+        ax.set_xlabel("PSNR of the attacked scene's renders to the raw renders (dB)")
+        ax.set_ylabel(f"protection left (%, by {removal.get('measure') or 'no measure'})")
+        ax.set_title("zoom: +-3 dB around the protected file (< > off scale)" if zoom else "every attack", fontsize=9)
+        ax.legend(fontsize=7, loc="center left")
+    lines = []
+    for number, row in enumerate(rows, start=1):
+        if row.get("skipped"):
+            lines.append(f"{number:2d} {row['attack']}: skipped")
+            continue
+        value, left = row.get("psnr_to_raw"), row.get("protection_remaining")
+        psnr = "inf" if value is None or not math.isfinite(value) else f"{value:.2f}"
+        share = "n/a" if left is None else f"{100 * left:.0f}%"
+        lines.append(f"{number:2d} {row['attack']}: {psnr} dB, {share}, {row['verdict']}")
+    axes[2].axis("off")
+    axes[2].text(0.0, 1.0, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=7,
+                 transform=axes[2].transAxes)  # fmt: skip
+    fig.suptitle((title + "\n" if title else "") + "removal attacks on the protected file alone", fontsize=10)
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)

@@ -207,7 +207,7 @@ def near_duplicate_pairs(scene: GaussianScene, fraction: float = NEAR_FRACTION) 
         if len(members) < 2:
             continue
         cell = fraction * 2.0 ** (b + 2)  # >= every tolerance in this octave pair
-        cells = torch.floor(means[members] / cell).long()
+        cells = torch.floor(means[members] / cell).clamp(-(2.0**40), 2.0**40).long()  # far floaters: no overflow
         keys = _hash_cells(cells)
         order = torch.argsort(keys)
         sorted_keys = keys[order]
@@ -326,9 +326,9 @@ def _opacity_pruning(threshold: float) -> RemovalAttack:
 
 
 for _threshold in OPACITY_THRESHOLDS:
+    _why = " (3DGS' pruning threshold)" if _threshold == 0.005 else " (a stricter cut)"
     REMOVAL_ATTACKS.add(f"prune-opacity-{_threshold:g}", _opacity_pruning(_threshold),
-                        help=f"remove Gaussians of opacity < {_threshold:g}"
-                             + (" (3DGS' pruning threshold)" if _threshold == 0.005 else " (a stricter cut)"))  # fmt: skip
+                        help=f"remove Gaussians of opacity < {_threshold:g}{_why}")  # fmt: skip
 
 
 @REMOVAL_ATTACKS.register("prune-size-1pct", help="remove the largest 1 % of Gaussians by largest scale")
@@ -599,10 +599,10 @@ def removal_report(
         success_raw = psnr_per_image(_edit_2d(editor, r, instruction, config), reference(r).to(r)).tolist()
 
     def measure(images: torch.Tensor) -> dict:
+        losses = adv.evaluate(images, clean)
         out = {"psnr_to_raw": _mean(psnr_per_image(images, r).tolist()),
                "psnr_to_protected": _mean(psnr_per_image(images, p).tolist()),
-               "loss": _mean(adv.evaluate(images, clean).tolist()),
-               "loss_reduction": _mean((loss_raw - adv.evaluate(images, clean)).tolist()),
+               "loss": _mean(losses.tolist()), "loss_reduction": _mean((loss_raw - losses).tolist()),
                "edit_success": None, "success_fall": None}  # fmt: skip
         if success_raw is not None:
             success = psnr_per_image(_edit_2d(editor, images, instruction, config), reference(images).to(images))
@@ -679,7 +679,8 @@ def parse_removal_attacks(spec: str) -> tuple[str, ...]:
     if names == ["all"]:
         return REMOVAL_ATTACKS.names()
     if not names:
-        raise AdLiftError(f"no removal attacks in {spec!r}; give all or names from: {', '.join(REMOVAL_ATTACKS.names())}")
+        choices = ", ".join(REMOVAL_ATTACKS.names())
+        raise AdLiftError(f"no removal attacks in {spec!r}; give all or names from: {choices}")
     for name in names:
         REMOVAL_ATTACKS.check(name)
     repeated = sorted({n for n in names if names.count(n) > 1})

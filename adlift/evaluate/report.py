@@ -202,10 +202,11 @@ def removal_markdown(removal: dict) -> list[str]:
         "",
         "Each attack processes the published protected scene alone (not the raw scene, the manifest or the",
         f"protection's cameras). \"PSNR to raw dB\": its renders vs the raw renders ({removal['views']} views); it",
-        f"**recovers** the asset when that is more than {RECOVERY_MARGIN_DB:g} dB above the protected file's. \"protection",
-        "left\": the share of the protected file's protection that remains. \"PSNR to protected dB\": what the attack",
-        f"costs visually. Verdicts: recovers; too costly (under {ACCEPTABLE_PSNR_DB:g} dB to raw); strips (at least",
-        f"{ACCEPTABLE_PSNR_DB:g} dB to raw and less than {REMAINING_TARGET:.0%} of the protection left); holds.",
+        f"**recovers** the asset when that is more than {RECOVERY_MARGIN_DB:g} dB above the protected file's.",
+        "\"protection left\": the share of the protected file's protection that remains. \"PSNR to protected dB\":",
+        f"what the attack costs visually. Verdicts: recovers; too costly (under {ACCEPTABLE_PSNR_DB:g} dB to raw);",
+        f"strips (at least {ACCEPTABLE_PSNR_DB:g} dB to raw and less than {REMAINING_TARGET:.0%} of the protection left);",
+        "holds.",
         "",
     ]
     if removal["measure"] == "edit success fall":
@@ -220,7 +221,8 @@ def removal_markdown(removal: dict) -> list[str]:
     for row in [removal["protected"], *removal["attacks"]]:
         lines.append(f"| {row['attack']} | " + " | ".join(_removal_cell(row, m) for m in metrics) + " |")
     recovered = removal.get("recovered") or []
-    lines += ["", "Recovered the raw asset: " + (", ".join(f"**{a}**" for a in recovered) if recovered else "none") + "."]
+    names = ", ".join(f"**{a}**" for a in recovered) if recovered else "none"
+    lines += ["", f"Recovered the raw asset: {names}."]
     for attack, reason in (removal.get("skipped") or {}).items():
         lines.append(f"- skipped {attack}: {reason}")
     return lines
@@ -233,9 +235,10 @@ def removal_table(removal: dict) -> "Table":
     metrics = columns("removal")
     table = Table(title=f"removal attacks ({removal['measure'] or 'no protection measure'})", title_justify="left",
                   collapse_padding=True)  # fmt: skip
-    table.add_column("attack", overflow="fold")
+    widest = max(len(r["attack"]) for r in [removal["protected"], *removal["attacks"]])
+    table.add_column("attack", no_wrap=True, min_width=widest)  # whole names; the numbers wrap their headers
     for m in metrics:
-        table.add_column(m.short_header, justify="right")
+        table.add_column(m.short_header, justify="right", no_wrap=m.key == "verdict")
     for row in [removal["protected"], *removal["attacks"]]:
         table.add_row(row["attack"], *(_removal_cell(row, m) for m in metrics))
     notes = [f"skipped {a}: {why}" for a, why in (removal.get("skipped") or {}).items()]
