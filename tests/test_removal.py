@@ -26,7 +26,7 @@ from adlift.evaluate.run import EvaluateConfig
 from adlift.io.cameras import load_cameras
 from adlift.render import render_images
 from adlift.scene import GaussianScene
-from tests.helpers import BUST, fake_protect_outdir, random_scene, run_cli, tiny_editor
+from tests.helpers import BUST, fake_protect_outdir, mini_editor, random_scene, run_cli, tiny_editor
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
@@ -283,6 +283,23 @@ def test_the_report_flags_an_attack_that_gives_the_raw_scene_back():
         if record["measure"] is not None:
             assert rows[name]["protection_remaining"] == pytest.approx(0.0, abs=1e-6)
     json.dumps(record, default=str)
+
+
+def test_edit_success_measures_the_protection_left_with_the_mini_editor():
+    """With an editor that knows the instruction's exact answer, every attack's renders are edited
+    too: a scene that renders like the raw one edits like it (no fall left)."""
+    raw, protected = split_protected(colour_noise=0.5)
+    splits = {"train": load_cameras("orbit:2,size=32x32", scene=raw)}
+    record = removal_report(raw, protected, splits, mini_editor(), "make it gold", FAST,
+                            attacks=("dedup-exact-keep", "sh-degree0"))  # fmt: skip
+    rows = {r["attack"]: r for r in record["attacks"]}
+    assert math.isfinite(record["raw"]["edit_success"]) and math.isfinite(record["protected"]["edit_success"])
+    kept = rows["dedup-exact-keep"]
+    assert kept["edit_success"] == pytest.approx(record["raw"]["edit_success"]) and kept["success_fall"] == 0.0
+    if record["measure"] == "edit success fall":  # the protected file lowers edit success: none of it is left
+        assert kept["protection_remaining"] == 0.0 and kept["fall_remaining"] == 0.0
+    else:
+        assert record["measure_note"]
 
 
 def test_evaluate_removal_writes_json_table_and_figure(tmp_path):
