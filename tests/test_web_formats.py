@@ -516,3 +516,39 @@ def test_viewer_and_plugin_inputs_take_web_formats(tmp_path):
     # the nerfstudio plugin reads --pipeline.model.scene through read_scene when a format claims the name
     for name in ("a.compressed.ply", "a.spz", "a.splat", "a.sog", "meta.json"):
         assert formats_for_name(tmp_path / name), name
+
+
+# ---------------------------------------------------------------------------------------------
+# adlift protect writes the asset in the input's format, or in --format's
+# ---------------------------------------------------------------------------------------------
+QUICK_PROTECT = ("--instruction", "turn it into a clown", "--editor", "tiny", "--cameras", "orbit:2,size=32x32",
+                 "--rounds", "1", "--pgd-steps", "1", "--fit-steps", "1", "--replay", "1")  # fmt: skip
+
+
+@pytest.mark.parametrize("extra, name, fmt", [((), "protected.spz", "spz"),
+                                              (("--format", "compressed-ply"), "protected.compressed.ply", "compressed-ply")])  # fmt: skip
+def test_protect_writes_the_inputs_format_or_format(tmp_path, extra, name, fmt):
+    from adlift.protect.manifest import Manifest
+    from adlift.viewer.inputs import load_inputs
+
+    source = write_scene(web_scene(120, 1), tmp_path / "asset.spz")
+    out = tmp_path / "out"
+    done = run_cli("protect", str(source), "--out", str(out), *QUICK_PROTECT, *extra, hf_home=tmp_path / "hf")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "protected.ply").exists() and f"wrote {out / name}" in done.stdout
+    assert detect_scene_format(out / name) == fmt
+    manifest = Manifest.read(out / "manifest.json")
+    assert (manifest.protected_scene.path, manifest.protected_scene.format) == (name, fmt)
+    assert manifest.files["protected"] == name
+    protected = read_scene(out / name)
+    assert protected.num_gaussians == manifest.protected_scene.num_gaussians
+    inputs = load_inputs([out], device="cpu")  # adlift view / evaluate find it through the manifest
+    assert inputs.scenes["protected"].num_gaussians == protected.num_gaussians
+
+
+def test_protect_format_choices_and_errors(tmp_path):
+    done = run_cli("protect", "--help")
+    assert "--format {None,ply,compressed-ply,spz,splat,sog}" in done.stdout.replace("\n", " ").replace("  ", " ") or \
+        all(f in done.stdout for f in ("--format", "compressed-ply", "splat", "sog"))
+    done = run_cli("protect", str(tmp_path / "x.spz"), "--out", str(tmp_path / "o"), *QUICK_PROTECT, "--format", "obj")
+    assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import tyro
 
 from adlift.editors import EditorRef
 from adlift.errors import AdLiftError
+from adlift.io.formats import SCENE_FORMATS
+from adlift.io.spz import SpzAxes
 from adlift.protect.config import ProtectConfig
 from adlift.render.options import RenderOptions
 
@@ -39,7 +41,8 @@ class ProtectCommand:
     """The edit to protect against, e.g. "turn him into a clown"."""
 
     out: Path
-    """Output directory (created if needed); protected.ply, manifest.json, transforms.json, preview.png."""
+    """Output directory (created if needed); protected.ply (or protected.<ext> in --format), manifest.json,
+    transforms.json, preview.png."""
 
     cameras: str = "auto"
     """Training views: auto (the transforms.json next to the .ply if there is one, else orbit:32), a
@@ -61,6 +64,16 @@ class ProtectCommand:
     resume: bool = False
     """Continue an interrupted run from OUT/checkpoint.pt (without it, an old checkpoint is discarded)."""
 
+    format: Optional[SCENE_FORMATS.literal()] = None  # type: ignore[valid-type]
+    """Scene format of the protected asset, OUT/protected.<its extension> (default: the input's format,
+    so a .spz input gives protected.spz); the manifest records it. Lossy formats quantise the
+    protection too (docs/FORMATS.md)."""
+
+    spz_axes: SpzAxes = None
+    """Axes of .spz files, read and written: rub (the SPZ spec, Niantic's and splat-transform's
+    convention: y and z flipped against the .ply) or raw (axes as stored, like gaussforge and gsply).
+    Default: $ADLIFT_SPZ_AXES, else rub."""
+
     def config(self) -> ProtectConfig:
         """The library config of this run: the protect options, the render options' backend and
         background, and OUT/checkpoint.pt."""
@@ -73,13 +86,19 @@ class ProtectCommand:
         beside = self.scene.parent / "transforms.json"
         return str(beside) if beside.is_file() else "orbit:32"
 
+    def asset_format(self) -> str:
+        """The scene format the protected asset is written in: --format, else the input's."""
+        from adlift.io.formats import detect_scene_format
+
+        return self.format or detect_scene_format(self.scene)
+
     def run(self) -> None:
         from adlift.attacks import AdversarialLoss, describe_loss, format_budget
         from adlift.editors import load_editor, untrained_note, warn_untrained
         from adlift.io.cameras import load_cameras
         from adlift.io.formats import read_scene
         from adlift.protect import protect
-        from adlift.protect.output import write_protection
+        from adlift.protect.output import protected_file_name, write_protection
         from adlift.protect.report import print_summary
 
         if not self.instruction.strip():
@@ -87,11 +106,12 @@ class ProtectCommand:
         self.render.validate()
         config = self.config()
         config.validate()
-        target = self.out / "protected.ply"
+        asset_format = self.asset_format()
+        target = self.out / protected_file_name(asset_format)
         if target.exists() and self.scene.exists() and os.path.samefile(target, self.scene):
             raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
         device = self.render.torch_device()
-        scene = read_scene(self.scene).to(device)
+        scene = read_scene(self.scene, spz_axes=self.spz_axes).to(device)
         source = self.camera_source()
         size = {"width": self.render.width, "height": self.render.height}
         train = load_cameras(source, scene=scene, split="train", **size)
@@ -117,7 +137,8 @@ class ProtectCommand:
         result = protect(scene, train.to(device), loss, config, novel_cameras=novel)
         write_protection(self.out, result, raw=scene, raw_path=self.scene, train_cameras=train, novel_cameras=novel,
                          instruction=self.instruction, editor_metadata=editor.metadata(), config=config,
-                         cameras_source=source, save_safeguard=self.save_safeguard)  # fmt: skip
+                         cameras_source=source, save_safeguard=self.save_safeguard, asset_format=asset_format,
+                         scene_options={"spz_axes": self.spz_axes})  # fmt: skip
         config.checkpoint.unlink(missing_ok=True)
         print_summary(result.summary)
         print(f"wrote {target}, {self.out / 'manifest.json'} and {self.out / 'preview.png'}"

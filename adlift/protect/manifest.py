@@ -9,7 +9,7 @@ adlift-protect``), read by ``adlift evaluate``, ``adlift view`` and ``ns-adlift-
 * ``raw_scene`` {``path`` (absolute, or relative to the output directory), ``sha256`` of the file,
   ``num_gaussians``} (:class:`RawSceneInfo`)
 * ``protected_scene`` {``path`` (relative to the output directory), ``num_gaussians``}
-  (:class:`ProtectedSceneInfo`)
+  (:class:`ProtectedSceneInfo`); ``format``: the scene format of ``path`` (protected.ply, protected.spz, ...)
 * ``safeguard`` {``first``, ``count``, ``file`` (safeguard.ply or null), ``init``, ``trainable``,
   ``source_index_hash``}: Gaussians ``first`` .. ``first + count - 1`` of protected.ply are the
   safeguard (:class:`SafeguardInfo`; null in hand-made manifests)
@@ -72,6 +72,10 @@ class ProtectedSceneInfo:
 
     num_gaussians: Optional[int] = None
     """Number of Gaussians of protected.ply."""
+
+    format: str = "ply"
+    """Its scene format, an :data:`adlift.io.SCENE_FORMATS` name (ply, compressed-ply, spz, splat, sog:
+    ``adlift protect --format``, default the input's); "ply" in manifests written before it existed."""
 
 
 @dataclasses.dataclass

@@ -6,6 +6,10 @@
     OUT/manifest.json     version, settings, instruction, editor, eta, per-view metrics, safeguard range
     OUT/preview.png       raw | protected | |difference| x gain for a few training and novel views
 
+With ``asset_format`` (``adlift protect --format``, default the input's format) the protected scene is
+``OUT/protected<extension>`` in that scene format (protected.compressed.ply, protected.spz, protected.splat,
+protected.sog); safeguard.ply stays a .ply.
+
 ``manifest.json`` is a :class:`~adlift.protect.manifest.Manifest` (its schema is documented there).
 """
 
@@ -52,6 +56,13 @@ def save_preview(
     return save_png(with_banner(contact_sheet(triples, labels, columns=3), banner), path)
 
 
+def protected_file_name(asset_format: str) -> str:
+    """``protected`` + the scene format's first extension: protected.ply, protected.spz, protected.sog, ..."""
+    from adlift.io.formats import SCENE_FORMATS
+
+    return "protected" + SCENE_FORMATS.get(asset_format).extensions[0]
+
+
 def write_protection(
     out: Path,
     result: ProtectResult,
@@ -67,10 +78,13 @@ def write_protection(
     save_safeguard: bool = False,
     preview_views: int = 2,
     nerfstudio: NerfstudioInfo | None = None,
+    asset_format: str = "ply",
+    scene_options: dict | None = None,
 ) -> Manifest:
     """Write the files listed in the module docstring into ``out``; returns the manifest.
 
-    ``nerfstudio``: the section ``ns-train adlift-protect`` adds."""
+    ``nerfstudio``: the section ``ns-train adlift-protect`` adds. ``asset_format``: the scene format of
+    the protected file (:func:`protected_file_name`), ``scene_options`` its write options (``spz_axes``)."""
     from adlift.io.nerfstudio import write_transforms
     from adlift.io.formats import write_scene
     from adlift.protect.api import render_views
@@ -78,7 +92,9 @@ def write_protection(
     out.mkdir(parents=True, exist_ok=True)
     note = untrained_note(editor_metadata, "protection")
     comment = f"adlift protect {config.method}, instruction {instruction!r}, eta {config.eta * 255:.3g}/255{note}"
-    write_scene(result.protected, out / "protected.ply", comments=[comment.replace("\n", " ")])
+    asset = protected_file_name(asset_format)
+    write_scene(result.protected, out / asset, format=asset_format, comments=[comment.replace("\n", " ")],
+                **dict(scene_options or {}))
     if save_safeguard:
         write_scene(result.safeguard, out / "safeguard.ply", comments=["adlift safeguard Gaussians"])
     all_cams = Cameras.concat([train_cameras] + ([novel_cameras] if novel_cameras is not None else []))
@@ -105,7 +121,7 @@ def write_protection(
         created=Manifest.now(),
         seconds=round(result.seconds, 3),
         raw_scene=RawSceneInfo(str(Path(raw_path).resolve()), file_sha256(raw_path), result.num_raw),
-        protected_scene=ProtectedSceneInfo("protected.ply", result.protected.num_gaussians),
+        protected_scene=ProtectedSceneInfo(asset, result.protected.num_gaussians, format=asset_format),
         safeguard=SafeguardInfo(
             first=result.num_raw,
             count=result.protected.num_gaussians - result.num_raw,
@@ -131,7 +147,7 @@ def write_protection(
         views=result.views,
         summary=result.summary,
         history=result.history,
-        files={"protected": "protected.ply", "cameras": "transforms.json", "preview": "preview.png"},
+        files={"protected": asset, "cameras": "transforms.json", "preview": "preview.png"},
         warning=label_record(editor_metadata, "protection"),
         nerfstudio=nerfstudio,
     )  # fmt: skip
