@@ -32,8 +32,7 @@ ETA = 8 / 255
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("single_thread")]
 
 #: Small but real: every 4th training view and two novel views of the bust at 64x64.
-FAST = ProtectConfig(rounds=2, pgd_steps=5, fit_steps=6, replay=1, progress=False,
-                     safeguard=SafeguardConfig(lr_sh=0.05))  # fmt: skip
+FAST = ProtectConfig(rounds=2, pgd_steps=5, fit_steps=6, replay=1, progress=False)  # default safeguard: inplace
 
 
 @functools.cache
@@ -148,14 +147,12 @@ def test_raw_gaussians_are_unchanged():
     raw = bust()
     for k, v in raw.tensors().items():
         assert torch.equal(v, snapshot[k]), k  # the input scene object is untouched
-    frozen = result.protected.subset(slice(0, result.num_raw))
-    for k in ("means", "quats", "log_scales", "sh"):
-        assert torch.equal(getattr(frozen, k), getattr(raw, k)), k
-    torch.testing.assert_close(frozen.opacity_logits, split_opacity_logits(raw.opacity_logits))
-    # Only the trainable groups of the safeguard moved.
-    sg = result.safeguard
-    assert torch.equal(sg.means, raw.means) and torch.equal(sg.log_scales, raw.log_scales)
-    assert not torch.equal(sg.sh, raw.sh)
+    # inplace (the default): no frozen copies; only the trainable groups (sh, opacity) moved.
+    assert result.num_frozen == 0 and result.protected.num_gaussians == raw.num_gaussians
+    sg, start = result.safeguard, raw.subset(result.source_index)
+    for k in ("means", "quats", "log_scales"):
+        assert torch.equal(getattr(sg, k), getattr(start, k)), k
+    assert not torch.equal(sg.sh, start.sh)
 
 
 def test_summary_table_names_every_split():
@@ -245,13 +242,16 @@ def test_protection_output_reloads_and_describes_itself(tmp_path):
                                 novel_cameras=novel, instruction=INSTRUCTION, editor_metadata=meta, config=FAST,
                                 cameras_source=str(BUST / "transforms.json"), save_safeguard=True)  # fmt: skip
     prot = read_ply(tmp_path / "protected.ply")
-    assert prot.num_gaussians == result.protected.num_gaussians == 2 * bust().num_gaussians
-    torch.testing.assert_close(prot.sh, result.protected.sh)
+    assert prot.num_gaussians == result.protected.num_gaussians == bust().num_gaussians  # inplace: 1.0x
+    from adlift.protect.publish import published_scene
+
+    torch.testing.assert_close(prot.sh, published_scene(result.protected).sh)  # written in the published order
     sg = read_ply(tmp_path / "safeguard.ply")
-    assert sg.num_gaussians == manifest.safeguard.count
+    assert sg.num_gaussians == manifest.safeguard.count == bust().num_gaussians
     assert Manifest.read(tmp_path) == Manifest.read(tmp_path / "manifest.json") == Manifest.from_json(manifest.to_json())
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
-    assert on_disk["safeguard"]["first"] == bust().num_gaussians
+    assert on_disk["safeguard"]["first"] is None and on_disk["safeguard"]["frozen"] == 0
+    assert on_disk["protected_scene"]["order"] == "morton" and on_disk["manifest_version"] == 2
     assert on_disk["editor"]["untrained_test_model"] is True and "warning" in on_disk
     assert on_disk["instruction"] == INSTRUCTION and on_disk["method"] == "lifted-pgd"
     assert len(on_disk["views"]) == len(train) + len(novel)

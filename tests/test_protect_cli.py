@@ -47,7 +47,7 @@ def test_protect_writes_one_standard_ply_manifest_cameras_and_preview(tmp_path):
     assert sha256(BUST) == before  # the input is never modified
     raw = read_ply(BUST)
     prot = read_ply(out / "protected.ply")
-    assert prot.num_gaussians == 2 * raw.num_gaussians  # split init: raw + one safeguard copy each
+    assert prot.num_gaussians == raw.num_gaussians  # inplace (the default): the asset's own Gaussians, 1.0x
     assert read_ply(out / "safeguard.ply").num_gaussians == raw.num_gaussians
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["method"] == "lifted-pgd" and manifest["editor"]["untrained_test_model"] is True

@@ -1,6 +1,6 @@
 """``adlift protect``: add safeguard Gaussians to a 3DGS asset so instruction-driven edits fail.
 
-Writes OUT/protected.ply (one standard 3DGS .ply: raw + safeguard), OUT/manifest.json, the
+Writes OUT/protected.ply (one standard 3DGS .ply in the published order), OUT/manifest.json, the
 cameras (OUT/transforms.json) and OUT/preview.png; see :mod:`adlift.protect.output`.
 
 The options are the library's: :class:`~adlift.protect.config.ProtectConfig` (``--eta``,

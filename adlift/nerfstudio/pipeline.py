@@ -242,7 +242,8 @@ class AdLiftProtectModelConfig(AdLiftModelConfig):
 
 
 class AdLiftProtectModel(AdLiftModel):
-    """Holds the frozen raw scene and the safeguard; one training iteration = one Lifted PGD unit."""
+    """Holds the protection run (inplace: the scene's own Gaussians trained; split/sample: frozen raw copies
+    + safeguard); one training iteration = one Lifted PGD unit; protected.ply is written in the published order."""
 
     config: AdLiftProtectModelConfig
 

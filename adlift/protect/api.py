@@ -15,6 +15,7 @@ from adlift.image_metrics import linf_per_image, psnr_per_image, within_budget_p
 from adlift.protect.config import ProtectConfig
 from adlift.protect.engine import ProtectionState, run_next_unit, run_units
 from adlift.protect.methods import METHODS
+from adlift.protect.publish import publish_order
 from adlift.scene import GaussianScene
 
 
@@ -23,13 +24,18 @@ class ProtectResult:
     """A protected scene and how well it is protected."""
 
     protected: GaussianScene
-    """Raw Gaussians (frozen, split opacities) followed by the safeguard: one standard 3DGS scene."""
+    """The protected scene, one standard 3DGS scene in the published order
+    (:func:`adlift.protect.publish.published_scene`): what protected.ply holds, safe to write as it is.
+    inplace: the asset's Gaussians, trained; split/sample: frozen raw copies (split opacities) and the
+    safeguard, interleaved."""
 
-    num_raw: int
-    """Gaussians [0, num_raw) of :attr:`protected` are the frozen raw ones, the rest the safeguard."""
+    safeguard_mask: torch.Tensor
+    """[N] bool: which Gaussians of :attr:`protected` were trained (inplace: all). The creator's private
+    knowledge; nothing in the published file says it."""
 
     source_index: torch.Tensor
-    """[M] the raw Gaussian each safeguard Gaussian was copied from."""
+    """[M] for each Gaussian of :attr:`safeguard`, in order, the Gaussian of the input scene it started
+    from: ``raw.subset(source_index)`` is the safeguard before training."""
 
     views: list[dict]
     """Per-view metrics (name, split, loss_raw, loss_protected, linf_255, psnr, within_budget)."""
@@ -44,9 +50,14 @@ class ProtectResult:
     """Optimisation time (without the final evaluation)."""
 
     @property
+    def num_frozen(self) -> int:
+        """Gaussians that were never trained (split/sample: the raw copies; inplace: 0)."""
+        return int((~self.safeguard_mask).sum())
+
+    @property
     def safeguard(self) -> GaussianScene:
-        """The safeguard Gaussians alone."""
-        return self.protected.subset(slice(self.num_raw, None))
+        """The safeguard (trained) Gaussians alone, in the published order (inplace: the whole scene)."""
+        return self.protected.subset(self.safeguard_mask)
 
 
 def view_metrics(
@@ -144,16 +155,22 @@ class ProtectionRun:
         return run_next_unit(self.state, self.units, self.method)
 
     def protected_scene(self) -> GaussianScene:
-        """Frozen raw Gaussians followed by the current safeguard (detached)."""
-        return GaussianScene.concat([self.state.frozen, self.state.params.scene().detach()])
+        """The current protected scene, detached, in the working order (frozen Gaussians, if any,
+        then the safeguard)."""
+        return self.state.protected_scene().detach().clone()  # a copy: inplace's scene is the trained tensors
 
     def result(self, novel_cameras: Cameras | None = None) -> ProtectResult:
         """The protected scene and its per-view metrics on the training and ``novel_cameras`` views."""
         state, config, loss = self.state, self.config, self.loss
         if novel_cameras is not None and len(novel_cameras) == 0:
             novel_cameras = None
-        protected = self.protected_scene()
+        working = self.protected_scene()  # frozen (if any), then the safeguard
+        order = publish_order(working)
+        protected = working.subset(order)  # the published order: what files hold and what is measured
         protected.check_values()
+        n_frozen = state.frozen.num_gaussians
+        mask = order >= n_frozen
+        source_index = state.source_index[order[mask] - n_frozen]
         names = list(self.train_cameras.names)
         views = view_metrics(loss, state.raw_renders, render_views(protected, state.cameras, config), names, "train",
                              config.eta)  # fmt: skip
@@ -165,8 +182,8 @@ class ProtectionRun:
         summary = summarise(views)
         if any(not math.isfinite(v["loss_protected"]) for v in views):
             raise AdLiftError("protection diverged (non-finite loss); lower the learning rates or the step size")
-        return ProtectResult(protected, state.frozen.num_gaussians, state.source_index.cpu(), views, summary,
-                             state.history, state.seconds)  # fmt: skip
+        return ProtectResult(protected, mask.cpu(), source_index.cpu(), views, summary, state.history,
+                             state.seconds)  # fmt: skip
 
 
 def protect(

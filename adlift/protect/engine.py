@@ -2,7 +2,8 @@
 
 A method (:mod:`adlift.protect.lifted`, :mod:`adlift.protect.baselines`) is a list of *work units*
 (e.g. "round 1, view 7") and a function doing one unit on a :class:`ProtectionState`. The
-engine renders the raw views once, creates the safeguard, runs the units in order with a
+engine sorts the input scene into the published order (so the input file's order changes nothing),
+renders the raw views once, creates the safeguard, runs the units in order with a
 progress bar, saves a checkpoint (atomically) every few units, and resumes from one: all random
 draws come from one generator whose state is checkpointed, so an interrupted and resumed run
 ends bit-identical to an uninterrupted one.
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from adlift.attacks.losses import AdversarialLoss
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
+from adlift.protect.publish import publish_order
 from adlift.protect.safeguard import SafeguardParams, init_safeguard
 from adlift.scene import GaussianScene
 
@@ -29,8 +31,9 @@ if TYPE_CHECKING:
     from adlift.protect.config import ProtectConfig
     from adlift.protect.methods import ProtectionMethod
 
-#: Bumped when the checkpoint layout changes (2: per-kind loss configs, EOT beside the loss, weights_only).
-CHECKPOINT_VERSION = 2
+#: Bumped when the checkpoint layout changes (2: per-kind loss configs, EOT beside the loss, weights_only;
+#: 3: the safeguard's rows in the published order of the input, inplace init).
+CHECKPOINT_VERSION = 3
 
 #: Record fields shown on the progress bar: the adversarial loss of the view's result (lifted-pgd, fit2d:
 #: of the PGD target the safeguard is fitted to; direct: of the protected render), then PSNR and
@@ -63,7 +66,10 @@ class ProtectionState:
             raise AdLiftError("protection needs at least one training camera")
         self.config = config
         self.loss = loss
-        self.raw = raw.detach()
+        # Work in the published order (a function of the values only), so that the input file's order
+        # changes nothing: a permuted copy of a scene gives the same run, bit for bit, and the same file.
+        self.input_order = publish_order(raw)  # [N]: working index -> index in the input scene
+        self.raw = raw.detach().subset(self.input_order)
         self.device = raw.device
         self.cameras = cameras.to(self.device)
         self.views = [self.cameras[i] for i in range(len(cameras))]
@@ -73,7 +79,7 @@ class ProtectionState:
             self.raw_renders = torch.cat([self.render(self.raw, [i]) for i in range(len(self.views))]).clamp(0, 1)
         init = init_safeguard(self.raw, self.cameras, config.safeguard, backend=config.backend)
         self.frozen = init.frozen
-        self.source_index = init.source_index
+        self.source_index = self.input_order[init.source_index]  # indices of the input scene
         self.params = SafeguardParams(init.safeguard, config.safeguard, scene_extent(self.cameras, self.raw))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.targets: dict[int, torch.Tensor] = {}  # view index -> [1, 3, H, W] target image
@@ -89,16 +95,27 @@ class ProtectionState:
         bg = self.background.expand(len(views), 3)
         return self._render(scene, cams, backend=self.config.backend, background=bg, frozen=frozen).rgb
 
+    @property
+    def has_frozen(self) -> bool:
+        """Whether there is a frozen set (split/sample); inplace trains every Gaussian and has none."""
+        return self.frozen.num_gaussians > 0
+
     def protected_scene(self) -> GaussianScene:
-        """Frozen raw Gaussians followed by the current safeguard (gradients reach the safeguard)."""
+        """Frozen raw Gaussians (if any) followed by the current safeguard (gradients reach the safeguard).
+
+        This is the engine's working order; the published file is reordered by
+        :func:`adlift.protect.publish.published_scene`."""
+        if not self.has_frozen:
+            return self.params.scene()
         return GaussianScene.concat([self.frozen, self.params.scene()])
 
     def render_safeguarded(self, views: list[int]) -> torch.Tensor:
         """RGB of the protected scene, gradients reaching the safeguard only: [len(views), 3, H, W].
 
-        The same image as rendering :meth:`protected_scene`; the ``cuda`` backend caches the frozen
-        Gaussians' projection per view and skips their gradient work."""
-        return self.render(self.params.scene(), views, frozen=self.frozen)
+        The same image as rendering :meth:`protected_scene`; with a frozen set (split/sample) the
+        ``cuda`` backend caches the frozen Gaussians' projection per view and skips their gradient
+        work. inplace has no frozen set: the scene is rendered alone (no ``frozen=``)."""
+        return self.render(self.params.scene(), views, frozen=self.frozen if self.has_frozen else None)
 
     def render_protected(self, views: list[int]) -> torch.Tensor:
         """Detached, clamped render of the protected scene: [len(views), 3, H, W]."""

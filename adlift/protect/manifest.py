@@ -8,11 +8,13 @@ adlift-protect``), read by ``adlift evaluate``, ``adlift view`` and ``ns-adlift-
   (optimisation time)
 * ``raw_scene`` {``path`` (absolute, or relative to the output directory), ``sha256`` of the file,
   ``num_gaussians``} (:class:`RawSceneInfo`)
-* ``protected_scene`` {``path`` (relative to the output directory), ``num_gaussians``}
+* ``protected_scene`` {``path`` (relative to the output directory), ``num_gaussians``, ``order``
+  (``morton``: the published order of :mod:`adlift.protect.publish`; "" in version-1 manifests)}
   (:class:`ProtectedSceneInfo`); ``format``: the scene format of ``path`` (protected.ply, protected.spz, ...)
-* ``safeguard`` {``first``, ``count``, ``file`` (safeguard.ply or null), ``init``, ``trainable``,
-  ``source_index_hash``}: Gaussians ``first`` .. ``first + count - 1`` of protected.ply are the
-  safeguard (:class:`SafeguardInfo`; null in hand-made manifests)
+* ``safeguard`` {``first`` (null since version 2: the published order interleaves everything),
+  ``count`` (Gaussians trained), ``frozen`` (raw copies never trained: 0 for inplace), ``file``
+  (safeguard.ply or null), ``init``, ``trainable``, ``source_index_hash``} (:class:`SafeguardInfo`;
+  null in hand-made manifests). This is the creator's private record: protected.ply stands alone.
 * ``instruction`` (the edit protected against), ``editor`` (the editor's metadata: ``editor``,
   ``model``, ``untrained_test_model``, device, dtype, library versions), ``loss`` (a label such as
   ``encoder(gray)``), ``method``
@@ -43,7 +45,7 @@ from typing import Any, Optional
 from adlift.errors import AdLiftError
 from adlift.io.json_safe import read_json_object, to_jsonable, write_json_atomic
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 #: The file name inside a protect output directory.
 MANIFEST_FILE = "manifest.json"
@@ -60,12 +62,12 @@ class RawSceneInfo:
     """sha256 of the file when it was protected (detects a changed raw scene)."""
 
     num_gaussians: Optional[int] = None
-    """Number of Gaussians; the first ``num_gaussians`` Gaussians of protected.ply are these."""
+    """Number of Gaussians of the input scene."""
 
 
 @dataclasses.dataclass
 class ProtectedSceneInfo:
-    """The protected scene (raw Gaussians followed by the safeguard)."""
+    """The protected scene (one set of Gaussians in the published order)."""
 
     path: str = "protected.ply"
     """Relative to the output directory."""
@@ -77,28 +79,37 @@ class ProtectedSceneInfo:
     """Its scene format, an :data:`adlift.io.SCENE_FORMATS` name (ply, compressed-ply, spz, splat, sog:
     ``adlift protect --format``, default the input's); "ply" in manifests written before it existed."""
 
+    order: str = ""
+    """The order of its Gaussians: ``morton`` (:mod:`adlift.protect.publish`; independent of the input
+    file's order and of which Gaussians were trained); "" in version-1 manifests (raw, then safeguard)."""
+
 
 @dataclasses.dataclass
 class SafeguardInfo:
-    """Which Gaussians of protected.ply are the safeguard, and how they were made."""
+    """How the safeguard was made and how many Gaussians it has (the creator's private record)."""
 
-    first: int
-    """Index of the first safeguard Gaussian in protected.ply."""
+    first: Optional[int] = None
+    """Version 1 only: index of the first safeguard Gaussian in protected.ply (the safeguard ran to the
+    end of the file). None since version 2: the published order interleaves all Gaussians."""
 
-    count: int
-    """Number of safeguard Gaussians (they run to the end of the file)."""
+    count: int = 0
+    """Number of safeguard (trained) Gaussians; inplace: all of them."""
+
+    frozen: Optional[int] = None
+    """Number of untrained raw copies in protected.ply (split/sample: the raw Gaussians with split
+    opacities; inplace: 0); None in version-1 manifests."""
 
     file: Optional[str] = None
     """safeguard.ply when the safeguard was also written alone."""
 
     init: str = ""
-    """Initialisation (split, sample)."""
+    """Initialisation (inplace, split, sample)."""
 
     trainable: list[str] = dataclasses.field(default_factory=list)
     """Parameter groups that were optimised."""
 
     source_index_hash: str = ""
-    """A short hash of the raw Gaussian each safeguard Gaussian was copied from."""
+    """A short hash of the raw Gaussian each safeguard Gaussian started from."""
 
 
 @dataclasses.dataclass
@@ -176,7 +187,7 @@ class Manifest:
     """The protected scene."""
 
     safeguard: Optional[SafeguardInfo] = None
-    """The safeguard range of protected.ply."""
+    """How the safeguard was made (init, trainable groups, counts)."""
 
     instruction: str
     """The edit protected against."""

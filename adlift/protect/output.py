@@ -1,9 +1,11 @@
 """What a protection run leaves on disk (every file written atomically).
 
-    OUT/protected.ply     raw + safeguard merged: ONE standard INRIA-layout 3DGS .ply
-    OUT/safeguard.ply     the safeguard alone (only with save_safeguard)
+    OUT/protected.ply     the protected scene: ONE standard INRIA-layout 3DGS .ply, its Gaussians in the
+                          published order (adlift.protect.publish): it stands alone, nothing marks the safeguard
+    OUT/safeguard.ply     the safeguard alone (only with save_safeguard; private, never publish it)
     OUT/transforms.json   the cameras used (nerfstudio layout; train/test lists = train/novel views)
-    OUT/manifest.json     version, settings, instruction, editor, eta, per-view metrics, safeguard range
+    OUT/manifest.json     version, settings, instruction, editor, eta, per-view metrics, safeguard record
+                          (the creator's private record)
     OUT/preview.png       raw | protected | |difference| x gain for a few training and novel views
 
 With ``asset_format`` (``adlift protect --format``, default the input's format) the protected scene is
@@ -36,6 +38,7 @@ from adlift.protect.manifest import (
     RawSceneInfo,
     SafeguardInfo,
 )
+from adlift.protect.publish import ORDER_NAME, published_scene
 from adlift.scene import GaussianScene
 
 
@@ -92,11 +95,12 @@ def write_protection(
     out.mkdir(parents=True, exist_ok=True)
     note = untrained_note(editor_metadata, "protection")
     comment = f"adlift protect {config.method}, instruction {instruction!r}, eta {config.eta * 255:.3g}/255{note}"
+    published = published_scene(result.protected)  # the one order every protected file is written in
     asset = protected_file_name(asset_format)
-    write_scene(result.protected, out / asset, format=asset_format, comments=[comment.replace("\n", " ")],
+    write_scene(published, out / asset, format=asset_format, comments=[comment.replace("\n", " ")],
                 **dict(scene_options or {}))
     if save_safeguard:
-        write_scene(result.safeguard, out / "safeguard.ply", comments=["adlift safeguard Gaussians"])
+        write_scene(published_scene(result.safeguard), out / "safeguard.ply", comments=["adlift safeguard Gaussians"])
     all_cams = Cameras.concat([train_cameras] + ([novel_cameras] if novel_cameras is not None else []))
     splits = {"train": list(train_cameras.names)}
     if novel_cameras is not None:
@@ -109,7 +113,7 @@ def write_protection(
         pick += [("novel", i) for i in range(min(preview_views, len(novel_cameras)))]
     cams = Cameras.concat([(train_cameras if s == "train" else novel_cameras)[[i]] for s, i in pick])
     raw_img = render_views(raw.to(result.protected.device), cams, config).cpu()
-    prot_img = render_views(result.protected, cams, config).cpu()
+    prot_img = render_views(published, cams, config).cpu()
     banner = untrained_banner(editor_metadata, "protection")
     save_preview(out / "preview.png", raw_img, prot_img, [f"{s}:{n}" for (s, _), n in zip(pick, cams.names)],
                  config.eta, banner)  # fmt: skip
@@ -120,11 +124,12 @@ def write_protection(
         adlift_version=adlift.__version__,
         created=Manifest.now(),
         seconds=round(result.seconds, 3),
-        raw_scene=RawSceneInfo(str(Path(raw_path).resolve()), file_sha256(raw_path), result.num_raw),
-        protected_scene=ProtectedSceneInfo(asset, result.protected.num_gaussians, format=asset_format),
+        raw_scene=RawSceneInfo(str(Path(raw_path).resolve()), file_sha256(raw_path), raw.num_gaussians),
+        protected_scene=ProtectedSceneInfo(asset, published.num_gaussians, order=ORDER_NAME, format=asset_format),
         safeguard=SafeguardInfo(
-            first=result.num_raw,
-            count=result.protected.num_gaussians - result.num_raw,
+            first=None,
+            count=result.protected.num_gaussians - result.num_frozen,
+            frozen=result.num_frozen,
             file="safeguard.ply" if save_safeguard else None,
             init=config.safeguard.init,
             trainable=list(config.safeguard.trainable),

@@ -1,7 +1,12 @@
-"""Safeguard Gaussians: the trainable set AdLift adds in front of the frozen raw asset.
+"""Safeguard Gaussians: the trainable set Lifted PGD optimises, and the frozen set drawn with it.
 
 Initialisation (``SafeguardConfig.init``):
 
+``inplace`` (the default)
+    The asset's own Gaussians are the safeguard: no copies and no frozen set, the count stays
+    1.0x and the first render *is* the raw render (nothing changed yet). Training moves the
+    chosen groups of every Gaussian a view sees inside the budget, so the published file holds
+    one set of Gaussians in which protection and asset cannot be told apart (docs/THREAT_MODEL.md).
 ``split``
     Duplicate every raw Gaussian and give both copies the opacity ``a' = 1 - sqrt(1 - a)``: two
     coincident layers of opacity a' let through ``(1 - a')^2 = 1 - a`` at a Gaussian's centre,
@@ -13,8 +18,10 @@ Initialisation (``SafeguardConfig.init``):
     The same split for a ``fraction`` of the raw Gaussians only: those contributing most to the
     training views (views in which the Gaussian is visible x opacity x projected size proxy).
 
-The raw copies ("frozen") never change after initialisation. The safeguard trains the groups in
-``trainable`` (SH colour, opacity, scale, position, rotation), each with its own learning rate.
+For split and sample, the raw copies ("frozen") never change after initialisation; they make the
+file up to 2x larger and leave exact duplicate pairs in it from which the raw asset can be
+recovered (docs/THREAT_MODEL.md). The safeguard trains the groups in ``trainable`` (SH colour,
+opacity, scale, position, rotation), each with its own learning rate.
 """
 
 from __future__ import annotations
@@ -39,24 +46,30 @@ GROUP_FIELDS = {
 GROUPS: tuple[str, ...] = tuple(GROUP_FIELDS)
 Group = Literal[GROUPS]  # type: ignore[valid-type]
 
+#: Safeguard initialisations (the first is the default).
+INITS: tuple[str, ...] = ("inplace", "split", "sample")
+
 
 @dataclasses.dataclass
 class SafeguardConfig:
     """How safeguard Gaussians are created and which of their parameters train."""
 
-    init: Literal["split", "sample"] = "split"
-    """split: duplicate every raw Gaussian, opacity a -> 1 - sqrt(1 - a) for both copies;
-    sample: do that only for the most-contributing fraction of the raw Gaussians."""
+    init: Literal["inplace", "split", "sample"] = "inplace"
+    """inplace: train the asset's own Gaussians (count 1.0x, nothing the file can give back);
+    split: duplicate every raw Gaussian, opacity a -> 1 - sqrt(1 - a) for both copies (2.0x);
+    sample: do that only for the most-contributing fraction of the raw Gaussians (1 + fraction x).
+    split and sample leave recoverable duplicate pairs (docs/THREAT_MODEL.md)."""
 
     fraction: float = 0.5
     """sample: share of the raw Gaussians that get a safeguard copy."""
 
     trainable: tuple[Group, ...] = ("sh", "opacity")
-    """Parameter groups of the safeguard that are optimised (the raw Gaussians are always frozen)."""
+    """Parameter groups of the safeguard that are optimised (split/sample: the raw copies stay frozen)."""
 
-    lr_sh: float = 0.05
-    """Adam learning rate of the SH coefficients (colour); 0.05 measured best of 0.005/0.02/0.05
-    (benchmarks/README.md)."""
+    lr_sh: float = 0.02
+    """Adam learning rate of the SH coefficients (colour). inplace: 0.02 keeps the loss reduction of 0.05
+    with fewer pixels outside the budget (a full-opacity Gaussian's colour shows more than a split
+    copy's); split measured best at 0.05 (benchmarks/README.md)."""
 
     lr_opacity: float = 0.05
     """Adam learning rate of the opacity logits."""
@@ -71,8 +84,8 @@ class SafeguardConfig:
     """Adam learning rate of the quaternions."""
 
     def validate(self) -> None:
-        if self.init not in ("split", "sample"):
-            raise AdLiftError(f"unknown safeguard init {self.init!r}; choose split or sample")
+        if self.init not in INITS:
+            raise AdLiftError(f"unknown safeguard init {self.init!r}; choose {', '.join(INITS)}")
         if not 0.0 < self.fraction <= 1.0:
             raise AdLiftError(f"safeguard fraction must lie in (0, 1], got {self.fraction}")
         if not self.trainable:
@@ -114,13 +127,14 @@ class SafeguardInit:
     """Result of :func:`init_safeguard`."""
 
     frozen: GaussianScene
-    """The raw Gaussians with split opacities where they got a copy; never trained."""
+    """split/sample: the raw Gaussians with split opacities where they got a copy; never trained.
+    inplace: empty (0 Gaussians)."""
 
     safeguard: GaussianScene
-    """The initial safeguard Gaussians (copies of raw ones)."""
+    """The initial safeguard Gaussians (inplace: the raw scene itself; split/sample: copies of raw ones)."""
 
     source_index: torch.Tensor
-    """[M] long: the raw Gaussian each safeguard Gaussian copies."""
+    """[M] long: the raw Gaussian each safeguard Gaussian starts from (inplace: 0..N-1)."""
 
 
 def init_safeguard(
@@ -132,6 +146,10 @@ def init_safeguard(
     n = raw.num_gaussians
     if n == 0:
         raise AdLiftError("the scene has no Gaussians to protect")
+    if config.init == "inplace":
+        index = torch.arange(n, device=raw.device)
+        safeguard = GaussianScene(**{k: v.clone() for k, v in raw.tensors().items()}, check_finite=True)
+        return SafeguardInit(raw.subset(index[:0]), safeguard, index)
     if config.init == "split" or config.fraction >= 1.0:
         index = torch.arange(n, device=raw.device)
     else:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,11 +88,19 @@ def test_protect_writes_the_protected_scene_manifest_and_cameras(protect_run, wo
     for name in ("protected.ply", "manifest.json", "transforms.json", "preview.png", "config.yml"):
         assert (protect_run / name).is_file(), name
     protected = read_ply(protect_run / "protected.ply")
-    assert protected.num_gaussians == 2 * raw.num_gaussians  # split init: raw + one safeguard copy each
-    torch.testing.assert_close(protected.means[: raw.num_gaussians], raw.means, rtol=0, atol=0)
+    assert protected.num_gaussians == raw.num_gaussians  # inplace (the default): the asset's own Gaussians
+    # geometry is not trained by default; the file holds it in the published (Morton) order, not the input's
+    from adlift.protect.publish import morton_codes
+
+    by_position = lambda m: m[np.lexsort(m.T[::-1])]  # noqa: E731
+    np.testing.assert_array_equal(by_position(protected.means.numpy()), by_position(raw.means.numpy()))
+    assert not torch.equal(protected.means, raw.means)
+    codes = morton_codes(protected.means.numpy())
+    assert np.all(codes[1:] >= codes[:-1])
 
     manifest = json.loads((protect_run / "manifest.json").read_text())
-    assert manifest["safeguard"] == {**manifest["safeguard"], "first": raw.num_gaussians, "count": raw.num_gaussians}
+    assert manifest["safeguard"] == {**manifest["safeguard"], "first": None, "frozen": 0, "count": raw.num_gaussians}
+    assert manifest["protected_scene"]["order"] == "morton"
     assert manifest["instruction"] == INSTRUCTION and manifest["editor"]["untrained_test_model"]
     assert len(manifest["history"]) == 2 and manifest["nerfstudio"]["complete"] is False
     assert manifest["nerfstudio"]["scene_frame"] == "original" and manifest["nerfstudio"]["iterations"] == 2
