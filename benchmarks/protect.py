@@ -4,6 +4,8 @@
     python benchmarks/protect.py --part quality --size 96 --views 10 --rounds 3
     python benchmarks/protect.py --part cost --counts 10000 26300 --sizes 64 128
     python benchmarks/protect.py --editor ip2p --device cuda   # real InstructPix2Pix (weights needed)
+    python benchmarks/protect.py --part quality --methods lifted-pgd --size 64 --views 6 --rounds 2 \
+        --inits inplace split sample:0.25 "inplace,trainable=sh+opacity+scale" "inplace,lr_sh=0.025"
 
 **cost** — seconds per round (all training views once) and peak memory of Lifted PGD against scene
 size (the first N Gaussians of the bust, by contribution order of the file) and render size. A view's
@@ -14,7 +16,10 @@ above its starting level on CPU, ``torch.cuda.max_memory_allocated`` on a GPU.
 **quality** — every method on the bust with the same editor budget (``rounds x pgd_steps``
 loss-gradient evaluations per view) and the same fitting steps: training- and novel-view loss
 (raw -> protected, paired fixed noise), the novel views' share of the training-view reduction,
-PSNR, max L-infinity and the share of pixels within eta + 1/255.
+PSNR, max L-infinity and the share of pixels within eta + 1/255. ``--inits`` repeats every method for
+each safeguard variant ``INIT[:FRACTION][,FIELD=VALUE...]`` (``SafeguardConfig`` fields, e.g.
+``sample:0.25``, ``inplace,trainable=sh+opacity+scale,lr_scale=0.002``), reporting the Gaussian count
+of the protected scene over the raw one (inplace 1.0x, sample 1 + fraction, split 2.0x).
 
 With ``--editor tiny`` (the default, offline) the editor is an UNTRAINED test model: the numbers
 measure the optimiser, not protection against the real InstructPix2Pix. The JSON says which.
@@ -49,7 +54,23 @@ RESULTS = HERE / "results"
 BUST = HERE.parent / "scenes" / "bust"
 
 
-def base_config(args) -> ProtectConfig:
+def safeguard_variant(token: str, lr_sh: float) -> SafeguardConfig:
+    """``INIT[:FRACTION][,FIELD=VALUE...]`` -> a SafeguardConfig (lr_sh defaults to ``--lr-sh``)."""
+    head, *options = token.split(",")
+    init, _, fraction = head.partition(":")
+    cfg = SafeguardConfig(init=init, lr_sh=lr_sh)
+    if fraction:
+        cfg = dataclasses.replace(cfg, fraction=float(fraction))
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in {f.name for f in dataclasses.fields(SafeguardConfig)} or key in ("init", "fraction"):
+            raise SystemExit(f"--inits {token!r}: unknown safeguard field {key!r}")
+        cfg = dataclasses.replace(cfg, **{key: tuple(value.split("+")) if key == "trainable" else float(value)})
+    cfg.validate()
+    return cfg
+
+
+def base_config(args, safeguard: SafeguardConfig | None = None) -> ProtectConfig:
     return ProtectConfig(
         rounds=args.rounds,
         pgd_steps=args.pgd_steps,
@@ -57,7 +78,7 @@ def base_config(args) -> ProtectConfig:
         replay=args.replay,
         gradient_blur=args.gradient_blur,
         progress=False,
-        safeguard=SafeguardConfig(lr_sh=args.lr_sh),
+        safeguard=safeguard or safeguard_variant(args.inits[0], args.lr_sh),
         seed=args.seed,
     )
 
@@ -96,8 +117,8 @@ def quality_part(args, loss) -> list[dict]:
     train = train[list(range(0, len(train), step))[: args.views]].to(args.device)
     novel = load_cameras(BUST / "transforms.json", split="novel", width=args.size).to(args.device)
     rows = []
-    for method in args.methods:
-        cfg = dataclasses.replace(base_config(args), method=method)
+    for method, variant in [(m, v) for m in args.methods for v in args.inits]:
+        cfg = dataclasses.replace(base_config(args, safeguard_variant(variant, args.lr_sh)), method=method)
         tic = time.perf_counter()
         result = protect(raw, train, loss, cfg, novel_cameras=novel)
         seconds = time.perf_counter() - tic
@@ -105,6 +126,10 @@ def quality_part(args, loss) -> list[dict]:
         tr, nv = s["train"], s["novel"]
         row = {
             "method": method,
+            "safeguard": variant,
+            "init": cfg.safeguard.init,
+            "trainable": list(cfg.safeguard.trainable),
+            "count_ratio": result.protected.num_gaussians / raw.num_gaussians,
             "train_loss_raw": tr["loss_raw"],
             "train_loss_protected": tr["loss_protected"],
             "train_reduction_pct": 100 * tr["loss_reduction"] / abs(tr["loss_raw"]),
@@ -116,11 +141,14 @@ def quality_part(args, loss) -> list[dict]:
             "psnr_novel": nv["psnr"],
             "linf_255_max": max(tr["linf_255_max"], nv["linf_255_max"]),
             "within_budget_min": min(tr["within_budget_min"], nv["within_budget_min"]),
+            "within_budget_train_min": tr["within_budget_min"],
+            "within_budget_train_mean": tr["within_budget_mean"],
             "seconds": round(seconds, 1),
         }
         rows.append(row)
-        print(f"quality {method:10s}: train {row['train_reduction_pct']:.1f}% novel {row['novel_reduction_pct']:.1f}% "
-              f"PSNR {row['psnr_train']:.1f} in {seconds:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+        print(f"quality {method:10s} {variant}: train {row['train_reduction_pct']:.1f}% "
+              f"novel {row['novel_reduction_pct']:.1f}% PSNR {row['psnr_train']:.1f} "
+              f"within {100 * row['within_budget_min']:.2f}% in {seconds:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
     return rows
 
 
@@ -134,13 +162,17 @@ COST_COLUMNS = [
 ]
 QUALITY_COLUMNS = [
     ("method", "---", lambda r: r["method"]),
+    ("safeguard", "---", lambda r: r.get("safeguard", "split")),
+    ("count", "---:", lambda r: f"{r['count_ratio']:.2f}x" if "count_ratio" in r else "-"),
     ("train loss raw -> prot", "---", lambda r: f"{r['train_loss_raw']:.4f} -> {r['train_loss_protected']:.4f}"),
     ("train red.", "---:", lambda r: f"{r['train_reduction_pct']:.1f}%"),
     ("novel red.", "---:", lambda r: f"{r['novel_reduction_pct']:.1f}%"),
     ("novel share", "---:", lambda r: "-" if r["novel_share"] is None else f"{r['novel_share']:.2f}"),
     ("PSNR", "---:", lambda r: f"{r['psnr_train']:.1f}"),
     ("max L-inf/255", "---:", lambda r: f"{r['linf_255_max']:.1f}"),
-    ("within budget", "---:", lambda r: f"{100 * r['within_budget_min']:.2f}%"),
+    ("within budget train (min/mean)", "---:", lambda r: f"{100 * r['within_budget_train_min']:.2f}% / "
+     f"{100 * r['within_budget_train_mean']:.2f}%" if "within_budget_train_min" in r else "-"),
+    ("within budget all (min)", "---:", lambda r: f"{100 * r['within_budget_min']:.2f}%"),
     ("s", "---:", lambda r: f"{r['seconds']:.0f}"),
 ]
 
@@ -174,7 +206,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fit-steps", type=int, default=5)
     p.add_argument("--replay", type=int, default=2)
     p.add_argument("--gradient-blur", type=float, default=0.0)
-    p.add_argument("--lr-sh", type=float, default=0.05)
+    p.add_argument("--lr-sh", type=float, default=SafeguardConfig.lr_sh, help="lr_sh of every --inits variant without its own")
+    p.add_argument("--inits", nargs="+", default=[SafeguardConfig.init],
+                   help="quality: safeguard variants INIT[:FRACTION][,FIELD=VALUE...], e.g. split sample:0.25 "
+                        "'inplace,trainable=sh+opacity+scale' (default: the default init)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
