@@ -102,7 +102,9 @@ scenes: $(STAMP)
 bench-render: $(STAMP)
 	$(PY) benchmarks/render.py
 
+# gsply is only the benchmark's second candidate (not an AdLift dependency).
 bench-formats: $(STAMP) splat-transform
+	$(PIP) install --quiet "gsply[sogs,spz]==0.4.6"
 	$(PY) benchmarks/formats.py
 
 bench-protect: $(STAMP)

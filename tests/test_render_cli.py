@@ -64,4 +64,6 @@ def test_render_unknown_scene_type_exit_2(tmp_path: Path):
     bad.write_bytes(b"v 0 0 0\n")
     proc = run_cli("render", str(bad), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip() == f"adlift: error: {bad}: unknown scene file type (.obj); supported scene formats: ply (.ply)"
+    assert proc.stderr.strip() == (f"adlift: error: {bad}: unknown scene file type (.obj); supported scene formats: "
+                                   "ply (.ply), compressed-ply (.compressed.ply / .ply), spz (.spz), splat (.splat), "
+                                   "sog (.sog / meta.json)")  # fmt: skip
