@@ -39,17 +39,20 @@ install: $(STAMP)
 
 # The demo protects the bundled bust against "turn her into a clown" with Lifted PGD and the tiny
 # offline InstructPix2Pix (an UNTRAINED test model: it shows the pipeline, not real protection),
-# then evaluates it (invisibility, edits of raw vs protected renders, robustness to purification)
-# with the same model and a tiny untrained CLIP. About 4 minutes on 2 CPU cores.
+# then evaluates it (invisibility, edits of raw vs protected renders, robustness to purification,
+# and the removal-attack suite run on the published protected.ply alone) with the same model and a
+# tiny untrained CLIP.
 DEMO_PROTECT := --editor tiny --width 128 --rounds 1 --pgd-steps 5 --fit-steps 4 --replay 1
+DEMO_REMOVAL := --removal --removal-refit-steps 100
 
 demo: $(STAMP)
 	$(VENV)/bin/adlift info scenes/bust/scene.ply
 	HF_HUB_OFFLINE=1 $(VENV)/bin/adlift protect scenes/bust/scene.ply --instruction "turn her into a clown" \
 		$(DEMO_PROTECT) --out $(DEMO_OUT)/protect
-	HF_HUB_OFFLINE=1 $(VENV)/bin/adlift evaluate $(DEMO_OUT)/protect --clip tiny --steps 10
+	HF_HUB_OFFLINE=1 $(VENV)/bin/adlift evaluate $(DEMO_OUT)/protect --clip tiny --steps 10 $(DEMO_REMOVAL)
 	@echo "Demo outputs: $(DEMO_OUT)/protect/preview.png (raw | protected | difference), manifest.json,"
-	@echo "              protected.ply; $(DEMO_OUT)/protect/evaluation/report.md, grid_*.png, metrics.png"
+	@echo "              protected.ply; $(DEMO_OUT)/protect/evaluation/report.md, grid_*.png, metrics.png,"
+	@echo "              removal.png (removal attacks: closeness to the raw scene vs protection left)"
 
 # Debian's chromium for the viewer's browser test (tests/test_viewer_browser.py skips without it).
 chromium:
