@@ -104,10 +104,7 @@ def check_header(path: Path, size: int) -> tuple[int, int, int]:
 def read(path: str | Path, *, dtype: torch.dtype = torch.float32) -> GaussianScene:
     """Read a compressed 3DGS .ply (one-line FileFormatError naming the file for a bad one)."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise FileFormatError(path, f"cannot access the file: {err.strerror or err}") from None
+    size = web_codec.file_size(path)
     n, degree, _ = check_header(path, size)
     return web_codec.decode(path, web_codec.read_file(path), "compressed.ply", count=n, sh_degree=degree, dtype=dtype)
 

@@ -124,7 +124,7 @@ def _bundle(entries: dict[str, bytes]) -> bytes:
 
 
 def _read_bundle(path: Path) -> tuple[int, int, bytes]:
-    size = path.stat().st_size
+    size = web_codec.file_size(path)
     try:
         with zipfile.ZipFile(path) as z:
             infos = {info.filename: info for info in z.infolist()}
@@ -150,7 +150,7 @@ def _read_bundle(path: Path) -> tuple[int, int, bytes]:
 
 
 def _read_folder(path: Path) -> tuple[int, int, bytes]:
-    size = path.stat().st_size
+    size = web_codec.file_size(path)
     if size > MAX_META_BYTES:
         raise FileFormatError(path, f"{META} is {size:,} bytes, more than {MAX_META_BYTES:,}")
     raw = web_codec.read_file(path)

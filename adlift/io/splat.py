@@ -34,10 +34,7 @@ def sniff(head: bytes) -> bool:
 def read(path: str | Path, *, dtype: torch.dtype = torch.float32) -> GaussianScene:
     """Read a .splat file (one-line FileFormatError naming the file for a bad one)."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise FileFormatError(path, f"cannot access the file: {err.strerror or err}") from None
+    size = web_codec.file_size(path)
     if size == 0:
         raise FileFormatError(path, "empty file, expected a .splat file (32 bytes a Gaussian)")
     if size % ROW_BYTES:

@@ -258,6 +258,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
+def file_size(path: Path) -> int:
+    """The size of ``path`` in bytes (one-line FileFormatError when it cannot be accessed)."""
+    try:
+        return path.stat().st_size
+    except OSError as err:
+        raise FileFormatError(path, f"cannot access the file: {err.strerror or err}") from None
+
+
 def read_file(path: Path, limit: int | None = None) -> bytes:
     """The bytes of ``path`` (one-line FileFormatError when it cannot be read)."""
     try:
