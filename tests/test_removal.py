@@ -78,7 +78,7 @@ def test_the_registry_holds_the_suite():
     for name in ("shuffle", "dedup-exact", "dedup-exact-keep", "dedup-near", "prefix-half", "prune-opacity-0.005",
                  "prune-opacity-0.05", "prune-size-1pct", "prune-big", "outliers-remove", "outliers-clamp",
                  "sh-degree0", "float16", "roundtrip-spz", "roundtrip-splat", "roundtrip-compressed-ply",
-                 "roundtrip-sog", "refit"):  # fmt: skip
+                 "roundtrip-sog", "refit", "smooth-colour-2", "smooth-colour-8"):  # fmt: skip
         assert name in names, name
     assert all(line.split(": ", 1)[1] for line in REMOVAL_ATTACKS.describe().splitlines())  # every one has a help line
     assert EvaluateConfig().removal_attacks == names and EvaluateConfig().removal is False
@@ -191,6 +191,21 @@ def test_outliers_are_removed_or_clamped_to_the_median():
     assert float(clamped.sh[7, 0, 1]) == pytest.approx(float(odd.sh[:, 0, 1].median()))
     assert float(clamped.opacity_logits[11]) == pytest.approx(float(odd.opacity_logits.median()))
     assert torch.equal(clamped.sh[:, 1:], odd.sh[:, 1:]) and float(clamped.sh[0, 0, 0]) == float(odd.sh[0, 0, 0])
+
+
+def test_smooth_colour_averages_the_colours_of_a_voxel():
+    from adlift.evaluate.removal import voxel_ids
+
+    scene = random_scene(400, seed=8)
+    smoothed = attack("smooth-colour-8", scene)
+    ids = voxel_ids(scene.means, 8)
+    assert 20 < int(ids.max()) + 1 < 400  # cells hold several Gaussians, not all of them
+    for cell in (int(ids[0]), int(ids[123])):
+        rows = ids == cell
+        expected = scene.sh[rows, 0].mean(dim=0)
+        torch.testing.assert_close(smoothed.sh[rows, 0], expected.expand(int(rows.sum()), 3))
+    assert torch.equal(smoothed.sh[:, 1:], scene.sh[:, 1:]) and torch.equal(smoothed.means, scene.means)
+    assert torch.equal(smoothed.opacity_logits, scene.opacity_logits)
 
 
 def _rows_of(subset: GaussianScene, scene: GaussianScene) -> set[int]:

@@ -69,6 +69,8 @@ BIG_POINT_PIXELS = 20.0
 SCREEN_REFERENCE_WIDTH = 1000
 #: Robust z-score (0.6745 (x - median) / MAD) beyond which a value is an outlier.
 OUTLIER_Z = 3.0
+#: smooth-colour-K: K = mean number of Gaussians in one voxel of the spatial grid whose colours are averaged.
+SMOOTH_PER_VOXEL = (2, 8)
 #: 3DGS' initial opacity of a fresh Gaussian (the refit attack's opacity reset).
 FRESH_OPACITY = 0.1
 
@@ -384,6 +386,34 @@ def outliers_clamp(protected: GaussianScene, *, context: RemovalContext) -> Gaus
     sh = protected.sh.clone()
     sh[:, 0] = out[:, :3]
     return _with(protected, sh=sh, opacity_logits=out[:, 3].contiguous())
+
+
+def voxel_ids(means: torch.Tensor, per_voxel: float) -> torch.Tensor:
+    """[N] long: the cell of a cubic grid over the means' bounding box holding each Gaussian, the
+    cells sized so that a cell holds about ``per_voxel`` Gaussians if they filled the box evenly."""
+    lo, hi = means.min(dim=0).values, means.max(dim=0).values
+    size = float((hi - lo).clamp_min(1e-12).prod() * per_voxel / max(means.shape[0], 1)) ** (1.0 / 3.0)
+    cells = ((means - lo) / max(size, 1e-12)).floor().long()  # [N, 3]
+    return torch.unique(cells, dim=0, return_inverse=True)[1]
+
+
+def _colour_smoothing(per_voxel: int) -> RemovalAttack:
+    def smooth(protected: GaussianScene, *, context: RemovalContext) -> GaussianScene:
+        ids = voxel_ids(protected.means.detach(), per_voxel)
+        dc = protected.sh[:, 0].detach()  # [N, 3]
+        total = torch.zeros(int(ids.max()) + 1, 3, dtype=dc.dtype, device=dc.device).index_add_(0, ids, dc)
+        count = torch.bincount(ids, minlength=total.shape[0]).to(dc)[:, None]
+        sh = protected.sh.detach().clone()
+        sh[:, 0] = (total / count)[ids]
+        return _with(protected, sh=sh)
+
+    return smooth
+
+
+for _per_voxel in SMOOTH_PER_VOXEL:
+    REMOVAL_ATTACKS.add(f"smooth-colour-{_per_voxel}", _colour_smoothing(_per_voxel),
+                        help=f"spatial low-pass: every SH DC colour replaced by the mean over its voxel of a grid "
+                             f"holding ~{_per_voxel} Gaussians a cell (averages out per-Gaussian perturbations)")  # fmt: skip
 
 
 @REMOVAL_ATTACKS.register("sh-degree0", help="SH truncated to degree 0 (every higher coefficient zeroed)")
