@@ -546,6 +546,23 @@ def test_protect_writes_the_inputs_format_or_format(tmp_path, extra, name, fmt):
     assert inputs.scenes["protected"].num_gaussians == protected.num_gaussians
 
 
+def test_protect_to_a_format_with_fewer_sh_bands_protects_what_the_file_holds(tmp_path):
+    from adlift.protect.manifest import Manifest
+
+    source = write_scene(web_scene(120, 1), tmp_path / "asset.ply")  # SH degree 1
+    assert read_scene(source).sh_degree == 1 and SCENE_FORMATS.get("splat").max_sh_degree == 0
+    out = tmp_path / "out"
+    done = run_cli("protect", str(source), "--out", str(out), *QUICK_PROTECT, "--format", "splat",
+                   hf_home=tmp_path / "hf")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "splat holds SH degree 0 only" in done.stdout
+    manifest = Manifest.read(out / "manifest.json")
+    assert manifest.protected_scene.format == "splat"
+    # The protection was fitted at degree 0, so the written file renders what the run measured:
+    # its recorded invisibility is of the degree-0 scene that the .splat file holds.
+    assert read_scene(out / "protected.splat").sh_degree == 0
+
+
 def test_protect_format_choices_and_errors(tmp_path):
     done = run_cli("protect", "--help")
     assert done.returncode == 0 and all(f in done.stdout for f in ("--format", "compressed-ply", "splat", "sog", "--spz-axes"))

@@ -112,6 +112,12 @@ class ProtectCommand:
             raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
         device = self.render.torch_device()
         scene = read_scene(self.scene, spz_axes=self.spz_axes).to(device)
+        held = SCENE_FORMATS.get(asset_format).max_sh_degree
+        if scene.sh_degree > held:
+            # Protect what the published file can hold, so writing it does not drop the protection.
+            print(f"{asset_format} holds SH degree {held} only: protecting the scene with its SH truncated to "
+                  f"degree {held} (from {scene.sh_degree}), the asset as that file shows it", flush=True)  # fmt: skip
+            scene = scene.with_sh_degree(held)
         source = self.camera_source()
         size = {"width": self.render.width, "height": self.render.height}
         train = load_cameras(source, scene=scene, split="train", **size)

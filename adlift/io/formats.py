@@ -60,6 +60,9 @@ class SceneFormat:
     write: Optional[Callable[..., Path]] = None
     """``write(scene, path, *, comments)``: write atomically, return the path; None: read-only."""
 
+    max_sh_degree: int = 3
+    """The highest SH degree a file of this format holds (higher coefficients are dropped on write)."""
+
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Options of :func:`read_scene` / :func:`write_scene` this format uses: public name -> the
     keyword of its ``read``/``write`` (``{"spz_axes": "axes"}``). Callers may pass an option for
@@ -217,7 +220,7 @@ SCENE_FORMATS.add(
 )
 SCENE_FORMATS.add(
     "splat",
-    SceneFormat(extensions=(".splat",), sniff=splat.sniff, read=splat.read, write=splat.write),
+    SceneFormat(extensions=(".splat",), sniff=splat.sniff, read=splat.read, write=splat.write, max_sh_degree=0),
     help="antimatter15 .splat (32 bytes a Gaussian, SH degree 0 only)",
 )
 SCENE_FORMATS.add(
