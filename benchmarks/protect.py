@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import time
@@ -41,11 +40,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from render import PeakRSS, device_label, environment  # noqa: E402  (benchmarks/render.py)
+from render import PeakRSS, device_label, environment, write_results  # noqa: E402  (benchmarks/render.py)
 
 from adlift.attacks import LOSSES, AdversarialLoss, loss_config  # noqa: E402
 from adlift.editors import load_editor  # noqa: E402
-from adlift.io.atomic import write_text_atomic  # noqa: E402
 from adlift.io.cameras import load_cameras  # noqa: E402
 from adlift.io.formats import read_scene  # noqa: E402
 from adlift.protect import METHODS, ProtectConfig, SafeguardConfig, protect  # noqa: E402
@@ -237,7 +235,7 @@ def main(argv=None) -> int:
         "quality": quality,
     }
     out = args.out or RESULTS / f"protect-{device_label(args.device)}-{editor.name}.json"
-    write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
+    write_results(out, doc)
     print(tables(cost, quality))
     print(f"\nwrote {out}", file=sys.stderr)
     return 0

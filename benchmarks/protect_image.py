@@ -23,7 +23,6 @@ real editor. Results: ``benchmarks/results/protect-image-mini-cpu.json`` and a m
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from render import environment  # noqa: E402  (benchmarks/render.py)
+from render import environment, write_results  # noqa: E402  (benchmarks/render.py)
 
 from adlift.attacks import (  # noqa: E402
     AdversarialLoss,
@@ -47,7 +46,6 @@ from adlift.editors import load_editor  # noqa: E402
 from adlift.editors.mini import MINI_EDIT_SETTINGS, MODEL_ORGANISM_NOTE, edit_success  # noqa: E402
 from adlift.editors.mini_train import heldout_batch  # noqa: E402
 from adlift.image_metrics import psnr_per_image  # noqa: E402
-from adlift.io.atomic import write_text_atomic  # noqa: E402
 
 RESULTS = HERE / "results"
 
@@ -150,7 +148,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args)
-    write_text_atomic(args.out, json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     print(f"mini editor (a model organism, not InstructPix2Pix), '{args.instruction}', eta {args.eta * 255:.0f}/255:")
     print(table(result))
     print(f"wrote {args.out}")

@@ -318,6 +318,12 @@ def device_label(device: torch.device) -> str:
     return f"cpu-{torch.get_num_threads()}t"
 
 
+def write_results(out: Path, result: dict) -> Path:
+    """Write a benchmark's result as indented JSON, atomically; returns ``out``."""
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def environment(device: torch.device) -> dict:
     env = {
         "torch": torch.__version__,
@@ -409,7 +415,7 @@ def main(argv=None) -> int:
         "torch_breakdown": profile,
     }
     out = args.out or RESULTS / f"render-{device_label(device)}.json"
-    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(markdown_table(rows))
     for p in profile:
         print(f"\ntorch stages, N={p['gaussians']:,} at {p['size']}^2 (fwd {p['forward_s']}s, bwd {p['backward_s']}s):")
@@ -437,7 +443,7 @@ def main_fitting(args, device: torch.device, backends: list[str]) -> int:
         "results": rows,
     }
     out = args.out or RESULTS / f"render-fitting-{device_label(device)}.json"
-    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(f"device copy bandwidth (read + write): {ceiling / 1e12:.2f} TB/s")
     print(fitting_table(rows))
     print(f"\nwrote {out}")
