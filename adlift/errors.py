@@ -32,10 +32,28 @@ class CameraError(AdLiftError):
     """Cameras are malformed or a camera spec cannot be resolved."""
 
 
+class RankStopped(AdLiftError):
+    """This rank of a distributed run stops because another rank failed or timed out (that rank reports
+    the cause). ``quiet``: the cause is already printed by rank 0, say nothing more."""
+
+    def __init__(self, message: str, *, quiet: bool = False):
+        super().__init__(message)
+        self.quiet = quiet
+
+
+def _rank_prefix() -> str:
+    """"[rank R of W] " in a process torchrun started as one of several ranks, else ""."""
+    import os
+
+    world = os.environ.get("WORLD_SIZE", "1") or "1"
+    return f"[rank {os.environ.get('RANK', '?')} of {world}] " if world.isdigit() and int(world) > 1 else ""
+
+
 def run_command(prog: str, parse) -> int:
     """Parse a command with ``parse()`` and ``run()`` it; the exit status, shared by every AdLift console
     script (``adlift``, ``ns-adlift-evaluate``): AdLiftError -> its one line on stderr and 2, Ctrl-C ->
-    130, a closed output pipe -> 0."""
+    130, a closed output pipe -> 0. Under torchrun the line names the rank (a quiet RankStopped prints
+    nothing: rank 0 has said why)."""
     import contextlib
     import os
     import sys
@@ -43,7 +61,8 @@ def run_command(prog: str, parse) -> int:
     try:
         parse().run()
     except AdLiftError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        if not getattr(err, "quiet", False):
+            print(f"{prog}: error: {_rank_prefix()}{err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

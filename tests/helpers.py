@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -276,3 +277,84 @@ class PickledCode:
 
     def __reduce__(self):
         return (os.mkdir, (str(self.marker),))
+
+
+# ------------------------------------------------------------------------------------------ distributed
+def small_protection(job: dict, rank: int = 0):
+    """A small Lifted PGD run (every 8th Gaussian of the bust, 4 training views at 32 px, the tiny
+    editor's encoder loss) described by ``job``: ``view_batch``, ``checkpoint``, ``stop_after`` (raise
+    KeyboardInterrupt after that many units), ``fail_rank``/``fail_after`` (that rank's loss raises
+    AdLiftError on its n-th gradient), ``cache`` (the tiny editor's cache dir)."""
+    from adlift.attacks import AdversarialLoss
+    from adlift.attacks.losses import EncoderLossConfig
+    from adlift.editors import load_editor
+    from adlift.errors import AdLiftError
+    from adlift.io import load_cameras, read_ply
+    from adlift.protect import ProtectConfig, protect
+
+    scene = read_ply(BUST)
+    scene = scene.subset(torch.arange(0, scene.num_gaussians, 8))
+    train = load_cameras(BUST_CAMS, split="train", width=32)[[0, 7, 14, 21]]
+    editor = load_editor("tiny", device="cpu", cache_dir=job.get("cache", TINY_CACHE))
+    loss = AdversarialLoss(editor.surface, INSTRUCTION, EncoderLossConfig())
+    if job.get("fail_rank") == rank:
+        calls = {"n": 0}
+        gradient = loss.gradient
+
+        def failing(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] >= job["fail_after"]:
+                raise AdLiftError("injected failure")
+            return gradient(*args, **kwargs)
+
+        loss.gradient = failing
+    config = ProtectConfig(rounds=2, pgd_steps=2, fit_steps=2, replay=1, view_batch=job.get("view_batch", 2),
+                           progress=False, checkpoint=job.get("checkpoint"), checkpoint_every=1)  # fmt: skip
+
+    def on_unit(done: int, total: int) -> None:
+        if done == job.get("stop_after"):
+            raise KeyboardInterrupt
+
+    return protect(scene, train, loss, config, on_unit=on_unit)
+
+
+def distributed_worker(rank: int, world: int, port: int, job: dict, out: str) -> None:
+    """One rank of a gloo run of :func:`small_protection` (for ``torch.multiprocessing.spawn``): writes
+    ``out/rank<R>.pt`` (the protected scene's tensors and the history) or ``out/rank<R>.err``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    from adlift import distributed
+
+    try:
+        distributed.init_from_env(torch.device("cpu"), timeout_s=job.get("timeout", 120))
+        result = small_protection(job, rank)
+        torch.save({"tensors": result.protected.tensors(), "losses": [h["loss"] for h in result.history]},
+                   Path(out) / f"rank{rank}.pt")  # fmt: skip
+    except BaseException as e:  # noqa: BLE001 - reported to the test through the file
+        (Path(out) / f"rank{rank}.err").write_text(f"{type(e).__name__}: {e}")
+    finally:
+        distributed.shutdown()
+
+
+def run_ranks(world: int, job: dict, out: Path, timeout: float = 300) -> list[dict | str]:
+    """:func:`distributed_worker` on ``world`` gloo processes; per rank its saved result or its error text."""
+    import torch.multiprocessing as mp
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.glob("rank*"):
+        f.unlink()
+    context = mp.start_processes(distributed_worker, args=(world, free_port(), job, str(out)), nprocs=world,
+                                 join=False, start_method="spawn")  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=max(0.1, deadline - time.monotonic())) and time.monotonic() < deadline:
+        pass  # join returns when one more process has ended
+    alive = [p for p in context.processes if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, f"{len(alive)} rank(s) still running after {timeout} s (a hang)"
+    results: list[dict | str] = []
+    for rank in range(world):
+        err = out / f"rank{rank}.err"
+        results.append(err.read_text() if err.exists() else torch.load(out / f"rank{rank}.pt", weights_only=True))
+    return results

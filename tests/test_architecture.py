@@ -34,7 +34,7 @@ DOCS = REPO / "docs" / "ARCHITECTURE.md"
 #: The layer of each top-level component ``adlift.<component>``; "" is the package ``adlift`` itself.
 LAYERS: dict[str, float] = {
     "errors": 0, "registry": 0,
-    "": 1, "scene": 1, "cameras": 1, "rotations": 1, "image_metrics": 1, "io": 1,
+    "": 1, "scene": 1, "cameras": 1, "rotations": 1, "image_metrics": 1, "io": 1, "distributed": 1,
     "render": 2,
     "editors": 3, "attacks": 3.5,
     "protect": 4,

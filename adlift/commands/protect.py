@@ -8,6 +8,9 @@ The options are the library's: :class:`~adlift.protect.config.ProtectConfig` (``
 and :class:`~adlift.render.options.RenderOptions` (``--width``, ``--backend``, ...), nested without
 a prefix, so ``adlift protect --eta`` and ``ns-train adlift-protect --pipeline.model.protect.eta``
 are one field with one default and help text.
+
+Under ``torchrun --nproc-per-node=N $(which adlift) protect ...`` the N processes share the views of
+every unit (:mod:`adlift.distributed`); rank 0 alone prints, shows progress and writes files.
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ class ProtectCommand:
     so a .spz input gives protected.spz); the manifest records it. Lossy formats quantise the
     protection too (docs/FORMATS.md)."""
 
+    dist_timeout: float = 600.0
+    """Under torchrun: seconds a rank waits for the others in one step before the run stops with an error
+    (the first step waits for every rank to load the editor)."""
+
     spz_axes: SpzAxes = None
     """Axes of .spz files, read and written: rub (the SPZ spec, Niantic's and splat-transform's
     convention: y and z flipped against the .ply) or raw (axes as stored, like gaussforge and gsply).
@@ -93,6 +100,26 @@ class ProtectCommand:
         return self.format or detect_scene_format(self.scene)
 
     def run(self) -> None:
+        import torch
+
+        from adlift import distributed
+
+        problem = None
+        try:
+            self.render.validate()
+            device = distributed.local_device(self.render.torch_device())
+        except AdLiftError as e:
+            if not distributed.launched():
+                raise
+            device, problem = torch.device("cpu"), e  # join the other ranks first, so that one of them reports it
+        group = distributed.init_from_env(device, self.dist_timeout)
+        try:
+            self._run(device, group, problem)
+        finally:
+            distributed.shutdown()
+
+    def _run(self, device, group, problem: AdLiftError | None) -> None:
+        from adlift import distributed
         from adlift.attacks import AdversarialLoss, describe_loss, format_budget
         from adlift.editors import load_editor, untrained_note, warn_untrained
         from adlift.io.cameras import load_cameras
@@ -101,46 +128,54 @@ class ProtectCommand:
         from adlift.protect.output import protected_file_name, write_protection
         from adlift.protect.report import print_summary
 
-        if not self.instruction.strip():
-            raise AdLiftError("--instruction is empty; give the edit to protect against, e.g. 'turn him into a clown'")
-        self.render.validate()
-        config = self.config()
-        config.validate()
-        asset_format = self.asset_format()
-        target = self.out / protected_file_name(asset_format)
-        if target.exists() and self.scene.exists() and os.path.samefile(target, self.scene):
-            raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
-        device = self.render.torch_device()
-        scene = read_scene(self.scene, spz_axes=self.spz_axes).to(device)
-        held = SCENE_FORMATS.get(asset_format).max_sh_degree
-        if scene.sh_degree > held:
-            # Protect what the published file can hold, so writing it does not drop the protection.
-            print(f"{asset_format} holds SH degree {held} only: protecting the scene with its SH truncated to "
-                  f"degree {held} (from {scene.sh_degree}), the asset as that file shows it", flush=True)  # fmt: skip
-            scene = scene.with_sh_degree(held)
-        source = self.camera_source()
-        size = {"width": self.render.width, "height": self.render.height}
-        train = load_cameras(source, scene=scene, split="train", **size)
-        try:
-            novel = load_cameras(source, scene=scene, split="novel", **size)
-        except AdLiftError:
-            novel = None  # too few views for a hold-out split: report training views only
-        editor = load_editor(self.editor, device=device)
-        warn_untrained(editor)
-        loss = AdversarialLoss(editor.surface, self.instruction, config.loss, config.eot)
-        self.out.mkdir(parents=True, exist_ok=True)
-        if config.checkpoint.exists() and not self.resume:
-            print(f"starting over: discarding {config.checkpoint} (pass --resume to continue it)", flush=True)
-            config.checkpoint.unlink()
-        elif config.checkpoint.exists():
-            print(f"resuming from {config.checkpoint}", flush=True)
-        print(
+        say = print if group.is_main else (lambda *args, **kwargs: None)
+        with distributed.agreed(group, "reading the inputs"):
+            if problem is not None:
+                raise problem
+            if not self.instruction.strip():
+                raise AdLiftError("--instruction is empty; give the edit to protect against, e.g. 'turn him into a clown'")
+            config = self.config().for_ranks(group.world_size)
+            config.validate()
+            asset_format = self.asset_format()
+            target = self.out / protected_file_name(asset_format)
+            if target.exists() and self.scene.exists() and os.path.samefile(target, self.scene):
+                raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
+            scene = read_scene(self.scene, spz_axes=self.spz_axes).to(device)
+            held = SCENE_FORMATS.get(asset_format).max_sh_degree
+            if scene.sh_degree > held:
+                # Protect what the published file can hold, so writing it does not drop the protection.
+                say(f"{asset_format} holds SH degree {held} only: protecting the scene with its SH truncated to "
+                    f"degree {held} (from {scene.sh_degree}), the asset as that file shows it", flush=True)  # fmt: skip
+                scene = scene.with_sh_degree(held)
+            source = self.camera_source()
+            size = {"width": self.render.width, "height": self.render.height}
+            train = load_cameras(source, scene=scene, split="train", **size)
+            try:
+                novel = load_cameras(source, scene=scene, split="novel", **size)
+            except AdLiftError:
+                novel = None  # too few views for a hold-out split: report training views only
+            editor = load_editor(self.editor, device=device)
+            loss = AdversarialLoss(editor.surface, self.instruction, config.loss, config.eot)
+            if group.is_main:
+                warn_untrained(editor)
+                self.out.mkdir(parents=True, exist_ok=True)
+                if config.checkpoint.exists() and not self.resume:
+                    print(f"starting over: discarding {config.checkpoint} (pass --resume to continue it)", flush=True)
+                    config.checkpoint.unlink()
+                elif config.checkpoint.exists():
+                    print(f"resuming from {config.checkpoint}", flush=True)
+        if group.distributed:
+            say(f"distributed over {group.describe()}: units of {config.view_batch} views, each rank making the "
+                "targets of its share; rank 0 writes the outputs", flush=True)  # fmt: skip
+        say(
             f"protecting {scene.num_gaussians} Gaussians with {config.method}, loss "
             f"{describe_loss(config.loss, config.eot)}, eta {format_budget(config.eta)}, {len(train)} training views "
             f"({train.width}x{train.height})" + (f", {len(novel)} novel views" if novel is not None else ""),
             flush=True,
         )
         result = protect(scene, train.to(device), loss, config, novel_cameras=novel)
+        if not group.is_main:
+            return
         write_protection(self.out, result, raw=scene, raw_path=self.scene, train_cameras=train, novel_cameras=novel,
                          instruction=self.instruction, editor_metadata=editor.metadata(), config=config,
                          cameras_source=source, save_safeguard=self.save_safeguard, asset_format=asset_format,

@@ -29,17 +29,24 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu", *, data: bytes | None = None
+) -> dict:
     """The dict saved at ``path``, loaded with ``weights_only=True``.
 
-    AdLiftError (one line, naming the file) when it is missing, unreadable, not a dict, or holds
-    anything but tensors, numbers, strings, lists and dicts (nothing in such a file runs).
+    ``data``: the file's bytes, already read (e.g. by another rank of a distributed run); ``path`` then
+    only names it in messages. AdLiftError (one line, naming the file) when it is missing, unreadable,
+    not a dict, or holds anything but tensors, numbers, strings, lists and dicts (nothing in such a
+    file runs).
     """
+    import io
+
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise AdLiftError(f"{path}: no {what} there")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        source = io.BytesIO(data) if data is not None else path
+        state = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "global" not in str(e).lower():  # no object to build (garbage bytes also fail "weights only")
             raise AdLiftError(f"{path}: cannot read the {what} (not a torch checkpoint); delete it to start over") from None

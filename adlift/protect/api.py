@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from adlift import distributed
 from adlift.attacks.losses import AdversarialLoss
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
@@ -67,16 +68,25 @@ def view_metrics(
     names: list[str],
     split: str,
     eta: float,
+    group: "distributed.Group | None" = None,
 ) -> list[dict]:
-    """Loss (paired, fixed noise), L-infinity, PSNR and share of pixels within eta + 1/255, per view."""
+    """Loss (paired, fixed noise), L-infinity, PSNR and share of pixels within eta + 1/255, per view.
+
+    With a distributed ``group`` each rank evaluates the loss on its share of the views and every rank
+    gets all of them (the loss is per image with fixed draws: the numbers do not depend on the split)."""
+    group = group or distributed.Group()
     reference = raw if loss.needs_reference else None
-    loss_raw = loss.evaluate(raw, reference)
-    loss_prot = loss.evaluate(protected, reference)
+    losses = torch.zeros(len(names), 2, dtype=torch.float64)
+    for i in distributed.shard(range(len(names)), group):
+        ref = reference[i : i + 1] if reference is not None else None
+        losses[i] = torch.cat([loss.evaluate(raw[i : i + 1], ref), loss.evaluate(protected[i : i + 1], ref)]).double()
+    if group.distributed:
+        distributed.all_reduce_sum_(losses, group, "measuring views")
     psnr = psnr_per_image(protected, raw)
     linf = linf_per_image(protected, raw)
     within = within_budget_per_image(protected, raw, eta)
     return [
-        {"name": name, "split": split, "loss_raw": float(loss_raw[i]), "loss_protected": float(loss_prot[i]),
+        {"name": name, "split": split, "loss_raw": float(losses[i, 0]), "loss_protected": float(losses[i, 1]),
          "linf_255": float(linf[i]) * 255.0, "psnr": float(psnr[i]), "within_budget": float(within[i])}
         for i, name in enumerate(names)
     ]  # fmt: skip
@@ -127,10 +137,10 @@ class ProtectionRun:
         config.validate()
         if not isinstance(raw, GaussianScene) or raw.num_gaussians == 0:
             raise AdLiftError("protect needs a non-empty GaussianScene")
-        self.config = config
         self.loss = loss
         self.train_cameras = train_cameras
         self.state = ProtectionState(raw, train_cameras, loss, config)
+        self.config = self.state.config  # view_batch set for the number of processes
         self.method = METHODS.get(config.method)
         self.units = self.method.plan(self.state)
 
@@ -173,12 +183,13 @@ class ProtectionRun:
         source_index = state.source_index[order[mask] - n_frozen]
         names = list(self.train_cameras.names)
         views = view_metrics(loss, state.raw_renders, render_views(protected, state.cameras, config), names, "train",
-                             config.eta)  # fmt: skip
+                             config.eta, state.group)  # fmt: skip
         if novel_cameras is not None:
             novel_cameras = novel_cameras.to(state.device)
             raw_novel = render_views(state.raw, novel_cameras, config)
             prot_novel = render_views(protected, novel_cameras, config)
-            views += view_metrics(loss, raw_novel, prot_novel, list(novel_cameras.names), "novel", config.eta)
+            views += view_metrics(loss, raw_novel, prot_novel, list(novel_cameras.names), "novel", config.eta,
+                                  state.group)  # fmt: skip
         summary = summarise(views)
         if any(not math.isfinite(v["loss_protected"]) for v in views):
             raise AdLiftError("protection diverged (non-finite loss); lower the learning rates or the step size")

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
 from adlift.attacks.pgd import PGDConfig, image_pgd
 from adlift.protect.engine import budget_excess
+from adlift.protect.lifted import batch_record, batches
 from adlift.protect.lifted import plan as plan_by_view
 from adlift.protect.methods import METHODS, ProtectionMethod
 
@@ -25,57 +28,75 @@ if TYPE_CHECKING:
 
 
 # ---------------------------------------------------------------------------------- fit2d
-def plan_fit2d(state: "ProtectionState") -> list[tuple[str, int, bool]]:
-    """Units: ("pgd", view) for every view, then ("fit", k) chunks of ``fit_steps`` steps."""
+def plan_fit2d(state: "ProtectionState") -> list[tuple[str, tuple[int, ...], bool]]:
+    """Units: ("pgd", views) for every batch of ``view_batch`` views, then ("fit", (k,)) chunks of
+    ``fit_steps`` steps."""
     n = len(state.views)
-    units = [("pgd", v, False) for v in range(n)]
+    units = [("pgd", views, False) for views in batches(list(range(n)), state.config.view_batch or 1)]
     chunks = state.config.rounds * n
-    units += [("fit", k, (k + 1) % n == 0) for k in range(chunks)]
+    units += [("fit", (k,), (k + 1) % n == 0) for k in range(chunks)]
     return units
 
 
-def run_fit2d(state: "ProtectionState", unit: tuple[str, int, bool]) -> dict:
-    """A "pgd" unit: image PGD of one raw view to its target; a "fit" unit: ``fit_steps`` fitting steps."""
+def run_fit2d(state: "ProtectionState", unit: tuple[str, tuple[int, ...], bool]) -> dict:
+    """A "pgd" unit: image PGD of raw views to their targets (shared among ranks); a "fit" unit:
+    ``fit_steps`` fitting steps."""
     kind, index, last = unit
     cfg = state.config
     if kind == "pgd":
-        raw = state.raw_renders[index : index + 1]
+        shape = state.raw_renders.shape[1:]
         pgd = PGDConfig(eta=cfg.eta, steps=cfg.rounds * cfg.pgd_steps - 1, step_size=cfg.step_size)
-        result = image_pgd(raw, state.loss, pgd, generator=state.generator)
-        state.targets[index] = result.images.detach()
-        reference = raw if state.loss.needs_reference else None
-        return {"stage": "pgd", "view": state.cameras.names[index],
-                "loss_start": float(state.loss.evaluate(raw, reference)[0]),
-                "loss": float(state.loss.evaluate(state.targets[index], reference)[0])}  # fmt: skip
-    fit_l1 = state.fit(None, cfg.fit_steps, pool=list(range(len(state.views))))
-    v = index % len(state.views)
-    return {"stage": "fit", "chunk": index + 1, "fit_l1": fit_l1, **state.view_quality(v), "end_of_round": last}
+
+        def make_target(v: int) -> torch.Tensor:
+            raw = state.raw_renders[v : v + 1]
+            reference = raw if state.loss.needs_reference else None
+            x = image_pgd(raw, state.loss, pgd, generator=state.view_generator("fit2d", 0, v)).images.detach()
+            losses = torch.cat([state.loss.evaluate(raw, reference), state.loss.evaluate(x, reference)])
+            return torch.cat([losses.to(x.device, torch.float64), x.reshape(-1).double()])
+
+        rows = state.per_view(index, 2 + shape.numel(), make_target)
+        for i, v in enumerate(index):
+            state.targets[v] = rows[i, 2:].to(state.raw_renders.dtype).reshape(1, *shape)
+        return {"stage": "pgd", **batch_record(state, 0, index, rows[:, :2])}
+    fit_l1 = state.fit([], cfg.fit_steps, pool=list(range(len(state.views))))
+    v = index[0] % len(state.views)
+    return {"stage": "fit", "chunk": index[0] + 1, "fit_l1": fit_l1, **state.view_quality([v]), "end_of_round": last}
 
 
 # ---------------------------------------------------------------------------------- direct
-#: direct walks the views like Lifted PGD does: (round, view, last of its round).
+#: direct walks the views like Lifted PGD does: (round, views of the batch, last of its round).
 plan_direct = plan_by_view
 
 
-def run_direct(state: "ProtectionState", unit: tuple[int, int, bool]) -> dict:
-    """One view of one round: ``pgd_steps`` Adam steps of the loss through the renderer (budget as a penalty)."""
-    r, v, last = unit
+def run_direct(state: "ProtectionState", unit: tuple[int, tuple[int, ...], bool]) -> dict:
+    """One batch of views of one round: ``pgd_steps`` Adam steps of their mean loss through the renderer
+    (budget as a penalty)."""
+    r, views, last = unit
     cfg = state.config
-    raw = state.raw_renders[v : v + 1]
-    reference = raw if state.loss.needs_reference else None
     opt = state.params.optimizer
-    start = float(state.loss.evaluate(state.render_protected([v]), reference)[0])
-    for _ in range(cfg.pgd_steps):
+    generators = {v: state.view_generator("direct", r, v) for v in views}
+
+    def reference_of(v: int) -> torch.Tensor | None:
+        return state.raw_renders[v : v + 1] if state.loss.needs_reference else None
+
+    def view_loss(v: int, n: int = len(views)) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = state.render_safeguarded([v])  # [1, 3, H, W], gradients reach the safeguard
-        adv = state.loss(rgb.clamp(0.0, 1.0), reference, state.generator)
-        total = adv.mean() + cfg.budget_weight * budget_excess(rgb, raw, cfg.eta)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
+        adv = state.loss(rgb.clamp(0.0, 1.0), reference_of(v), generators[v]).mean()
+        total = adv + cfg.budget_weight * budget_excess(rgb, state.raw_renders[v : v + 1], cfg.eta)
+        return total / n, adv.detach() / n
+
+    def losses(v: int) -> torch.Tensor:
+        return state.loss.evaluate(state.render_protected([v]), reference_of(v))
+
+    start = state.per_view(views, 1, losses)
+    for _ in range(cfg.pgd_steps):
+        state.accumulate_gradient(list(views), view_loss)
         opt.step()
-    state.targets[v] = state.render_protected([v])
-    return {"round": r + 1, "view": state.cameras.names[v], "loss_start": start,
-            "loss": float(state.loss.evaluate(state.targets[v], reference)[0]),
-            **state.view_quality(v), "end_of_round": last}  # fmt: skip
+    end = state.per_view(views, 1, losses)
+    for v in views:
+        state.targets[v] = state.render_protected([v])
+    return {**batch_record(state, r, views, torch.cat([start, end], dim=1)), **state.view_quality(views),
+            "end_of_round": last}  # fmt: skip
 
 
 METHODS.add("fit2d", ProtectionMethod(plan_fit2d, run_fit2d),

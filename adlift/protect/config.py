@@ -63,6 +63,11 @@ class ProtectConfig:
     view_order: Literal["given", "shuffled"] = "given"
     """Order of the training views in a round: as given (neighbouring views in a row), or shuffled per round."""
 
+    view_batch: Optional[int] = None
+    """Views protected together in one unit: their PGD targets are made from the same state (shared out
+    among the ranks of a torchrun launch), then fitted together. Default: the number of processes (1 without
+    torchrun). The same value gives the same protected scene on any number of processes."""
+
     safeguard: Annotated[SafeguardConfig, tyro.conf.arg(name="")] = dataclasses.field(default_factory=SafeguardConfig)
     """Safeguard initialisation and trainable groups."""
 
@@ -99,6 +104,8 @@ class ProtectConfig:
         for name in ("rounds", "pgd_steps", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise AdLiftError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.view_batch is not None and self.view_batch < 1:
+            raise AdLiftError(f"view-batch must be >= 1, got {self.view_batch}")
         for name in ("fit_steps", "replay"):
             if getattr(self, name) < 0:
                 raise AdLiftError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
@@ -113,6 +120,10 @@ class ProtectConfig:
         self.safeguard.validate()
         self.eot.validate()
         self.loss.validate()
+
+    def for_ranks(self, world_size: int) -> "ProtectConfig":
+        """This config with ``view_batch`` set (the number of processes when it is not given)."""
+        return dataclasses.replace(self, view_batch=self.view_batch or world_size)
 
     def to_json(self) -> dict:
         """Every setting as plain JSON types; the loss with its ``kind`` (what manifest.json records)."""

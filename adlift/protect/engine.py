@@ -7,19 +7,29 @@ renders the raw views once, creates the safeguard, runs the units in order with 
 progress bar, saves a checkpoint (atomically) every few units, and resumes from one: all random
 draws come from one generator whose state is checkpointed, so an interrupted and resumed run
 ends bit-identical to an uninterrupted one.
+
+Under ``torchrun`` (:mod:`adlift.distributed`) every rank holds the same state and runs the same units:
+a unit's per-view work (PGD targets, per-view measurements) is split between the ranks
+(:meth:`ProtectionState.per_view`), and every fitting gradient is a sum of per-view gradients
+accumulated in float64 and summed over the ranks (:meth:`ProtectionState.accumulate_gradient`), so every
+rank takes the same optimiser step. Per-view randomness comes from generators keyed by (seed, stage,
+round, view) (:meth:`ProtectionState.view_generator`), never from which rank does the view: the same
+settings give the same protected scene on any number of processes (up to the order of float64 sums).
+Rank 0 alone reads and writes the checkpoint (the others get its bytes) and draws the progress bar.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
+from adlift import distributed
 from adlift.attacks.losses import AdversarialLoss
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
@@ -32,8 +42,9 @@ if TYPE_CHECKING:
     from adlift.protect.methods import ProtectionMethod
 
 #: Bumped when the checkpoint layout changes (2: per-kind loss configs, EOT beside the loss, weights_only;
-#: 3: the safeguard's rows in the published order of the input, inplace init).
-CHECKPOINT_VERSION = 3
+#: 3: the safeguard's rows in the published order of the input, inplace init; 4: view batches, per-view
+#: generators, per-view gradients summed in float64).
+CHECKPOINT_VERSION = 4
 
 #: Record fields shown on the progress bar: the adversarial loss of the view's result (lifted-pgd, fit2d:
 #: of the PGD target the safeguard is fitted to; direct: of the protected render), then PSNR and
@@ -64,7 +75,8 @@ class ProtectionState:
         config.validate()
         if len(cameras) == 0:
             raise AdLiftError("protection needs at least one training camera")
-        self.config = config
+        self.group = distributed.current()
+        self.config = config = config.for_ranks(self.group.world_size)
         self.loss = loss
         # Work in the published order (a function of the values only), so that the input file's order
         # changes nothing: a permuted copy of a scene gives the same run, bit for bit, and the same file.
@@ -123,18 +135,46 @@ class ProtectionState:
             return self.render_safeguarded(views).clamp(0.0, 1.0)
 
     # ------------------------------------------------------------------ shared steps
-    def replay_views(self, current: int | None, pool: list[int]) -> list[int]:
-        """``current`` plus up to ``replay`` random other views of ``pool`` that have targets."""
-        others = [v for v in pool if v != current and v in self.targets]
-        take = min(self.config.replay + (current is None), len(others))
-        picks = torch.randperm(len(others), generator=self.generator)[:take].tolist() if take else []
-        return ([current] if current is not None else []) + [others[p] for p in picks]
+    def view_generator(self, stage: str, round_index: int, view: int) -> torch.Generator:
+        """The random draws of one view's work (PGD noise, EOT), keyed by seed, stage, round and view: the
+        same whichever rank does the view and whatever else the run does."""
+        key = f"{self.config.seed}:{stage}:{round_index}:{view}".encode()
+        return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1)
 
-    def fit(self, current: int | None, steps: int, pool: list[int] | None = None) -> float:
+    def replay_views(self, current: Sequence[int], pool: list[int]) -> list[int]:
+        """``current`` plus up to ``replay`` random other views of ``pool`` that have targets (one more
+        when ``current`` is empty)."""
+        others = [v for v in pool if v not in current and v in self.targets]
+        take = min(self.config.replay + (not current), len(others))
+        picks = torch.randperm(len(others), generator=self.generator)[:take].tolist() if take else []
+        return list(current) + [others[p] for p in picks]
+
+    def accumulate_gradient(self, views: list[int], view_loss: Callable[[int], tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """Set the safeguard's gradients to the sum over ``views`` of ``view_loss(v)[0]``'s gradient.
+
+        Each rank renders and differentiates its share of the views one at a time, accumulating in
+        float64; the sums are added over the ranks, so every rank holds the same gradient whatever the
+        number of processes. Returns the sum over the views of ``view_loss(v)[1]`` (a number to report)."""
+        params = [p for group in self.params.optimizer.param_groups for p in group["params"]]
+        sizes = [p.numel() for p in params]
+        flat = torch.zeros(sum(sizes) + 1, dtype=torch.float64, device=self.device)
+        for v in distributed.shard(views, self.group):
+            objective, report = view_loss(v)
+            grads = torch.autograd.grad(objective, params, allow_unused=True)
+            for g, chunk in zip(grads, flat[:-1].split(sizes)):
+                if g is not None:
+                    chunk += g.reshape(-1)
+            flat[-1] += report.detach().double()
+        distributed.all_reduce_sum_(flat, self.group, "summing gradients")
+        for p, chunk in zip(params, flat[:-1].split(sizes)):
+            p.grad = chunk.view_as(p).to(p.dtype)
+        return float(flat[-1])
+
+    def fit(self, current: Sequence[int], steps: int, pool: list[int] | None = None) -> float:
         """Image-to-Gaussian fitting of the safeguard only: ``steps`` Adam steps; returns the last L1.
 
-        Each step renders ``current`` and replayed views, and minimises L1 to their targets plus
-        ``budget_weight`` x the excess over the budget around the raw renders.
+        Each step renders the ``current`` views and replayed ones, and minimises their mean L1 to their
+        targets plus ``budget_weight`` x the excess over the budget around the raw renders.
         """
         pool = pool if pool is not None else sorted(self.targets)
         last = float("nan")
@@ -143,23 +183,36 @@ class ProtectionState:
             views = self.replay_views(current, pool)
             if not views:
                 break
-            rgb = self.render_safeguarded(views)  # [B, 3, H, W]
-            target = torch.cat([self.targets[v] for v in views])
-            raw = self.raw_renders[views]
-            l1 = (rgb - target).abs().mean()
-            loss = l1 + self.config.budget_weight * budget_excess(rgb, raw, self.config.eta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+
+            def view_loss(v: int, n: int = len(views)) -> tuple[torch.Tensor, torch.Tensor]:
+                rgb = self.render_safeguarded([v])  # [1, 3, H, W]
+                l1 = (rgb - self.targets[v]).abs().mean()
+                excess = budget_excess(rgb, self.raw_renders[v : v + 1], self.config.eta)
+                return (l1 + self.config.budget_weight * excess) / n, l1 / n
+
+            last = self.accumulate_gradient(views, view_loss)
             opt.step()
-            last = float(l1.detach())
         return last
 
-    def view_quality(self, view: int) -> dict:
-        """L-infinity (x255) and PSNR of the current protected render of a view against the raw render."""
+    def per_view(self, views: Sequence[int], width: int, work: Callable[[int], torch.Tensor]) -> torch.Tensor:
+        """``work(v)`` (``width`` numbers) for every view, each rank doing its share: [len(views), width]
+        float64 with every view's row on every rank (float32 values pass through float64 exactly)."""
+        rows = torch.zeros(len(views), width, dtype=torch.float64, device=self.device)
+        for i in distributed.shard(range(len(views)), self.group):
+            rows[i] = work(views[i]).detach().reshape(-1).to(rows)
+        return distributed.all_reduce_sum_(rows, self.group, "sharing per-view results")
+
+    def view_quality(self, views: Sequence[int]) -> dict:
+        """L-infinity (x255, the largest) and PSNR (the lowest) of the current protected renders of
+        ``views`` against the raw ones."""
         from adlift.image_metrics import linf_per_image, psnr_per_image
 
-        x, raw = self.render_protected([view]), self.raw_renders[view : view + 1]
-        return {"linf_255": float(linf_per_image(x, raw)[0]) * 255.0, "psnr": float(psnr_per_image(x, raw)[0])}
+        def quality(v: int) -> torch.Tensor:
+            x, raw = self.render_protected([v]), self.raw_renders[v : v + 1]
+            return torch.stack([linf_per_image(x, raw)[0] * 255.0, psnr_per_image(x, raw)[0]])
+
+        rows = self.per_view(views, 2, quality)
+        return {"linf_255": float(rows[:, 0].max()), "psnr": float(rows[:, 1].min())}
 
     # ------------------------------------------------------------------ checkpoints
     def fingerprint(self) -> dict:
@@ -185,16 +238,26 @@ class ProtectionState:
         }
 
     def save_checkpoint(self, path: Path) -> None:
+        """Save :meth:`checkpoint_state` atomically (rank 0 only: every rank holds the same state)."""
         from adlift.io.checkpoint import save_checkpoint
 
-        save_checkpoint(path, self.checkpoint_state())
+        if self.group.is_main:
+            save_checkpoint(path, self.checkpoint_state())
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Resume from a file of :meth:`save_checkpoint` (``weights_only``: a file carrying pickled objects is
-        refused before anything in it runs)."""
+    def load_checkpoint(self, path: Path) -> bool:
+        """Resume from a file of :meth:`save_checkpoint` if there is one; whether there was.
+
+        Rank 0 reads the file and the other ranks get its bytes (no shared filesystem needed);
+        ``weights_only``: a file carrying pickled objects is refused before anything in it runs."""
         from adlift.io.checkpoint import load_checkpoint
 
-        self.restore(load_checkpoint(path, "protection checkpoint"), path)
+        data = path.read_bytes() if self.group.is_main and path.exists() else None
+        if self.group.distributed:
+            data = distributed.broadcast_bytes(data, self.group) or None
+        if data is None:
+            return False
+        self.restore(load_checkpoint(path, "protection checkpoint", data=data), path)
+        return True
 
     def restore(self, state: dict, source: object = "the checkpoint") -> None:
         """Continue from :meth:`checkpoint_state` of the same run (AdLiftError for another run's)."""
@@ -234,14 +297,14 @@ def run_units(
     ``on_unit(done, total)`` is called after each unit (after its checkpoint): tests use it to
     interrupt a run; a GUI could use it for progress.
     """
-    cfg = state.config
+    cfg = state.config  # view_batch resolved
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint is not None else None
-    if ckpt is not None and ckpt.exists():
+    if ckpt is not None:
         state.load_checkpoint(ckpt)
     units = method.plan(state)
     total = len(units)
-    bar = tqdm(total=total, initial=state.units_done, desc=cfg.method, unit="view", disable=not cfg.progress,
-               dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(total=total, initial=state.units_done, desc=cfg.method, unit="view" if cfg.view_batch == 1 else "batch",
+               disable=not (cfg.progress and state.group.is_main), dynamic_ncols=True)  # fmt: skip
     try:
         while state.units_done < total:
             record = run_next_unit(state, units, method)

@@ -11,6 +11,10 @@ For every training view v, in order, over ``rounds`` rounds (:func:`plan`, :func
 3. **Image-to-Gaussian fitting.** ``fit_steps`` Adam steps on the safeguard only, matching v's
    target together with ``replay`` replayed targets of earlier views, so protecting one view does
    not undo another; a penalty keeps every render inside the budget.
+
+With ``view_batch`` B > 1 a unit is B consecutive views of the round: steps 1-2 run for each of them
+from the same state (split among the ranks of a distributed run), then step 3 fits all B targets
+(plus the replayed ones) together. B = 1 is the sequential algorithm above.
 """
 
 from __future__ import annotations
@@ -45,39 +49,60 @@ def smooth_gradient(grad: torch.Tensor, sigma: float) -> torch.Tensor:
     return kornia.filters.gaussian_blur2d(grad, (k, k), (sigma, sigma), border_type="reflect")
 
 
-def plan(state: "ProtectionState") -> list[tuple[int, int, bool]]:
-    """Units (round, view, last of its round) for every round and view."""
+def batches(order: list[int], size: int) -> list[tuple[int, ...]]:
+    """``order`` cut into consecutive runs of ``size`` views (the last one may be shorter)."""
+    return [tuple(order[k : k + size]) for k in range(0, len(order), size)]
+
+
+def plan(state: "ProtectionState") -> list[tuple[int, tuple[int, ...], bool]]:
+    """Units (round, views of the batch, last of its round) for every round."""
     units = []
     for r in range(state.config.rounds):
-        order = view_order(state, r)
-        units += [(r, v, k == len(order) - 1) for k, v in enumerate(order)]
+        groups = batches(view_order(state, r), state.config.view_batch or 1)
+        units += [(r, views, k == len(groups) - 1) for k, views in enumerate(groups)]
     return units
 
 
-def run_view(state: "ProtectionState", unit: tuple[int, int, bool]) -> dict:
-    """One view of one round: truncated-gradient PGD to a target, then fitting with replay.
+def batch_record(state: "ProtectionState", r: int, views: tuple[int, ...], losses: torch.Tensor) -> dict:
+    """The history record of a unit: round, view name(s), mean ``loss_start`` / ``loss`` over its views."""
+    names = ",".join(state.cameras.names[v] for v in views)
+    return {"round": r + 1, "view": names, "loss_start": float(losses[:, 0].mean()), "loss": float(losses[:, 1].mean())}
+
+
+def run_view(state: "ProtectionState", unit: tuple[int, tuple[int, ...], bool]) -> dict:
+    """One batch of views (one view by default) of one round: truncated-gradient PGD to a target per
+    view, then fitting with replay.
 
     The record's ``loss_start`` is the loss of the PGD start (the current protected render, inside the
-    budget) and ``loss`` the loss of the target the safeguard is then fitted to, both measured with
-    :meth:`~adlift.attacks.losses.AdversarialLoss.evaluate` (fixed noise, no EOT: comparable between
-    views and rounds, and drawing nothing from the run's generator); ``psnr`` / ``linf_255`` are those
-    of the protected render after fitting."""
-    r, v, last = unit
+    budget) and ``loss`` the loss of the target the safeguard is then fitted to (means over the batch),
+    both measured with :meth:`~adlift.attacks.losses.AdversarialLoss.evaluate` (fixed noise, no EOT:
+    comparable between views and rounds); ``psnr`` (the lowest) / ``linf_255`` (the largest) are those
+    of the protected renders after fitting."""
+    r, views, last = unit
     cfg = state.config
     schedule = PGDConfig(eta=cfg.eta, steps=cfg.pgd_steps, step_size=cfg.step_size)
-    raw = state.raw_renders[v : v + 1]  # [1, 3, H, W]
-    x = project_linf(state.render_protected([v]), raw, cfg.eta)  # detached: gradient truncation
-    reference = raw if state.loss.needs_reference else None
-    start = float(state.loss.evaluate(x, reference)[0])
-    for k in range(cfg.pgd_steps):
-        _, grad = state.loss.gradient(x, reference, state.generator)
-        grad = smooth_gradient(grad, cfg.gradient_blur)
-        x = pgd_step(x, grad, raw, cfg.eta, schedule.step_at(k))
-    state.targets[v] = x.detach()
-    target_loss = float(state.loss.evaluate(state.targets[v], reference)[0])
-    fit_l1 = state.fit(v, cfg.fit_steps)
-    return {"round": r + 1, "view": state.cameras.names[v], "loss_start": start, "loss": target_loss,
-            "fit_l1": fit_l1, **state.view_quality(v), "end_of_round": last}  # fmt: skip
+    shape = state.raw_renders.shape[1:]  # [3, H, W]
+
+    def make_target(v: int) -> torch.Tensor:
+        raw = state.raw_renders[v : v + 1]  # [1, 3, H, W]
+        x = project_linf(state.render_protected([v]), raw, cfg.eta)  # detached: gradient truncation
+        reference = raw if state.loss.needs_reference else None
+        start = state.loss.evaluate(x, reference)[0]
+        generator = state.view_generator("pgd", r, v)
+        for k in range(cfg.pgd_steps):
+            _, grad = state.loss.gradient(x, reference, generator)
+            grad = smooth_gradient(grad, cfg.gradient_blur)
+            x = pgd_step(x, grad, raw, cfg.eta, schedule.step_at(k))
+        end = state.loss.evaluate(x, reference)[0]
+        return torch.cat([torch.stack([start, end]).to(x.device, torch.float64), x.reshape(-1).double()])
+
+    rows = state.per_view(views, 2 + shape.numel(), make_target)  # [B, 2 + 3HW]
+    for i, v in enumerate(views):
+        state.targets[v] = rows[i, 2:].to(state.raw_renders.dtype).reshape(1, *shape)
+    fit_l1 = state.fit(views, cfg.fit_steps)
+    return {**batch_record(state, r, views, rows[:, :2]), "fit_l1": fit_l1, **state.view_quality(views),
+            "end_of_round": last}  # fmt: skip
+
 
 METHODS.add("lifted-pgd", ProtectionMethod(plan, run_view),
             help="AdLift: truncated-gradient PGD per view, lifted into the safeguard by fitting with replay")  # fmt: skip
