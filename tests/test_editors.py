@@ -439,3 +439,18 @@ def test_model_organism_results_are_labelled_everywhere():
         assert "not claims about the real editor" in label_record(source, "protection")
     assert not is_model_organism(real) and label_record(real) is None and untrained_banner(real) == ""
     assert label_record({"editor": "tiny"}, "edit").startswith("untrained test model")  # untrained wording kept
+
+
+def test_full_size_random_editor_has_instructpix2pix_architecture():
+    """ip2p-random: the published InstructPix2Pix configuration (built on the meta device: no memory)."""
+    from adlift.editors import EDITORS
+    from adlift.editors.full_random import build_full_random_pipeline
+
+    pipe = build_full_random_pipeline(device="meta", dtype=torch.float16)
+    millions = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) / 1e6
+                for name in ("unet", "vae", "text_encoder")}  # fmt: skip
+    assert 855 < millions["unet"] < 865 and 82 < millions["vae"] < 86 and 120 < millions["text_encoder"] < 126
+    assert pipe.unet.config.in_channels == 8 and pipe.unet.dtype == torch.float16
+    assert pipe.text_encoder.config.max_position_embeddings == 77 == pipe.tokenizer.model_max_length
+    assert type(pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
+    assert "random weights" in EDITORS.describe() and EDITORS.names()[0] == "ip2p"

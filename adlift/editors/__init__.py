@@ -16,7 +16,8 @@ editor is loaded.
 from __future__ import annotations
 
 # Editor modules: importing one registers its editor in EDITORS (the order is the order users see).
-from adlift.editors import ip2p, mini, tiny  # noqa: F401
+from adlift.editors import ip2p  # noqa: F401, I001  (first: the default editor leads the list)
+from adlift.editors import full_random, mini, tiny  # noqa: F401
 from adlift.editors.ip2p import IP2PEditor, IP2PSurface
 from adlift.editors.outputs import save_before_after, write_edit_outputs
 from adlift.editors.photometric import dssim, l1_dssim_loss
