@@ -67,6 +67,12 @@ IP2P_GUIDANCE = 7.5
 #: Text guidance of Instruct-GS2GS' dataset updates (the 3D edit's default).
 GS2GS_GUIDANCE = 12.5
 
+#: Text guidance of DGE's multi-view edits (its ``guidance_scale``; ``adlift edit --mode dge``).
+DGE_GUIDANCE = 7.5
+
+#: The edit modes an editor gives a default guidance for (:meth:`IP2PEditor.default_guidance`).
+EDIT_MODES = ("2d", "3d", "dge")
+
 
 class IP2PSurface:
     """The differentiable pieces of an InstructPix2Pix model (see the module docstring).
@@ -403,10 +409,11 @@ class IP2PEditor:
 
     def default_guidance(self, mode: str) -> float:
         """The text guidance this editor edits with when none is given: ``mode`` "2d" (an edit of
-        each image: InstructPix2Pix' 7.5) or "3d" (Instruct-GS2GS' dataset updates: 12.5)."""
-        if mode not in ("2d", "3d"):
-            raise AdLiftError(f"mode must be 2d or 3d, got {mode!r}")
-        return IP2P_GUIDANCE if mode == "2d" else GS2GS_GUIDANCE
+        each image: InstructPix2Pix' 7.5), "3d" (Instruct-GS2GS' dataset updates: 12.5) or "dge"
+        (DGE's multi-view edits: 7.5)."""
+        if mode not in EDIT_MODES:
+            raise AdLiftError(f"mode must be one of {', '.join(EDIT_MODES)}, got {mode!r}")
+        return {"2d": IP2P_GUIDANCE, "3d": GS2GS_GUIDANCE, "dge": DGE_GUIDANCE}[mode]
 
     # ------------------------------------------------------------------ editing
     @torch.no_grad()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from adlift.editors.ip2p import IP2PEditor
+from adlift.editors.ip2p import EDIT_MODES, IP2PEditor
 from adlift.editors.registry import EDITORS
 from adlift.errors import AdLiftError
 from adlift.image_metrics import check_images
@@ -161,9 +161,9 @@ class MiniEditor(IP2PEditor):
         return lambda images: reference_edit(images, instruction)
 
     def default_guidance(self, mode: str) -> float:
-        """:data:`MINI_EDIT_SETTINGS`' text guidance (3.0, the model card's), in 2d and 3d alike."""
-        if mode not in ("2d", "3d"):
-            raise AdLiftError(f"mode must be 2d or 3d, got {mode!r}")
+        """:data:`MINI_EDIT_SETTINGS`' text guidance (3.0, the model card's), in every mode (2d, 3d, dge)."""
+        if mode not in EDIT_MODES:
+            raise AdLiftError(f"mode must be one of {', '.join(EDIT_MODES)}, got {mode!r}")
         return float(MINI_EDIT_SETTINGS["guidance_scale"])
 
     def metadata(self) -> dict:

@@ -4,11 +4,11 @@
 
 ==================  ===============================================================================
 ``original/*.png``  the views the edit started from (renders of the input scene), one per camera
-``edited/*.png``    2d: the edited views; 3d: renders of the edited scene from the same cameras
-``targets/*.png``   3d, when given: the edited training targets of the last dataset update
+``edited/*.png``    2d: the edited views; 3d, dge: renders of the edited scene from the same cameras
+``targets/*.png``   3d, dge, when given: the edited training targets (3d: of the last dataset update)
 ``before_after.png``  (original, edited) pairs side by side, up to 4 pairs per row; a red banner
                     when the editor is an untrained test model
-``edited.ply``      3d: the edited scene (INRIA 3DGS layout; a comment names instruction and editor)
+``edited.ply``      3d, dge: the edited scene (INRIA 3DGS layout; a comment names instruction and editor)
 ``edit.json``       written last, so its presence means the other files are complete
 ==================  ===============================================================================
 
@@ -17,13 +17,15 @@
 * the editor's metadata (:meth:`~adlift.editors.ip2p.IP2PEditor.metadata`): ``editor``, ``model``,
   ``untrained_test_model``, ``device``, ``dtype``, ``diffusers``; and ``warning`` (one sentence)
   when the editor is an untrained test model;
-* ``instruction``, ``mode`` ("2d" or "3d"), ``views`` (camera names), ``width``, ``height``;
+* ``instruction``, ``mode`` ("2d", "3d" or "dge"), ``views`` (camera names), ``width``, ``height``;
 * ``record``: what the caller adds at the top level; ``adlift edit`` records ``scene``, ``cameras``,
   ``split``, ``steps``, ``guidance_scale``, ``image_guidance_scale``, ``seed``, ``batch_size``,
   ``seconds`` and in 3d ``config`` (the full :class:`~adlift.editors.scene_edit.SceneEditConfig`) and
-  ``history`` (one entry per round); the nerfstudio plugin adds ``config``, ``history``,
+  ``history`` (one entry per round); in dge ``config``, ``dge`` (the
+  :class:`~adlift.editors.dge.DGEConfig`), ``key_views`` (camera names) and ``history`` (one entry: edit and fit
+  seconds, fitting steps, photometric loss before and after the fit); the nerfstudio plugin adds ``config``, ``history``,
   ``complete`` and a ``nerfstudio`` section;
-* 3d: ``num_gaussians`` of the edited scene;
+* 3d, dge: ``num_gaussians`` of the edited scene;
 * ``files``: the outputs above that were written, relative to ``out``.
 
 Values go through :func:`adlift.io.json_safe.write_json_atomic` (dataclasses, Paths, tuples and
@@ -80,7 +82,7 @@ def write_edit_outputs(
     out: str | Path,
     *,
     instruction: str,
-    mode: Literal["2d", "3d"],
+    mode: Literal["2d", "3d", "dge"],
     editor_metadata: dict,
     names: Sequence[str],
     originals: torch.Tensor,  # [C, 3, H, W] in [0, 1]
@@ -93,7 +95,7 @@ def write_edit_outputs(
 ) -> dict:
     """Write the files of the module docstring into ``out``; returns the edit.json document.
 
-    ``scene`` (3d) is written as edited.ply; ``protect`` lists input files that must not be
+    ``scene`` (3d, dge) is written as edited.ply; ``protect`` lists input files that must not be
     overwritten (the input scene). ``source`` names the producer in the .ply comment.
     """
     from adlift.io.json_safe import write_json_atomic

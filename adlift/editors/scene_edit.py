@@ -239,6 +239,61 @@ def _mean_loss(scene: GaussianScene, views: list[Cameras], targets: torch.Tensor
         return float(l1_dssim_loss(rgb, targets.to(rgb), config.ssim_lambda))
 
 
+class GaussianFitter:
+    """Every Gaussian parameter of a scene under Adam with 3DGS' per-parameter learning rates
+    (:func:`make_optimizer`, the means' rate decaying exponentially with the global step), fitted to
+    target views with the photometric loss :func:`~adlift.editors.photometric.l1_dssim_loss`.
+
+    The fitting half of both 3D editors: :class:`SceneEditRun` (after each dataset update) and
+    :class:`~adlift.editors.dge.DGERun` (once, to the multi-view-consistent edits). Uses the
+    ``ssim_lambda``, ``lr_*``, ``backend`` and ``background`` fields of a :class:`SceneEditConfig`.
+    """
+
+    def __init__(self, scene: GaussianScene, cameras: Cameras, config: SceneEditConfig):
+        self.config = config
+        extent = scene_extent(cameras, scene)
+        self.params = {k: v.requires_grad_(True) for k, v in _split_params(scene).items()}
+        self.optimizer = make_optimizer(self.params, config, extent)
+        self._means_lr = config.lr_means * extent
+        self._means_group = next(g for g in self.optimizer.param_groups if g["name"] == "means")
+        self._decay = math.log(config.lr_means_final / config.lr_means) / max(1, config.lr_means_decay_steps)
+
+    def scene(self, check_finite: bool = False) -> GaussianScene:
+        """The current scene (detached)."""
+        return _scene_from({k: v.detach() for k, v in self.params.items()}, check_finite=check_finite)
+
+    def step(self, view: Cameras, target: torch.Tensor, global_step: int) -> float:
+        """One Adam step of all parameters on one view (``target`` [1, 3, H, W]); returns its loss."""
+        from adlift.render import render
+
+        config = self.config
+        self._means_group["lr"] = self._means_lr * math.exp(self._decay * min(global_step, config.lr_means_decay_steps))
+        out = render(_scene_from(self.params), view, backend=config.backend, background=config.background)
+        loss = l1_dssim_loss(out.rgb, target, config.ssim_lambda)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def mean_loss(self, views: list[Cameras], targets: torch.Tensor) -> float:
+        """The photometric loss of the current scene to ``targets`` [C, 3, H, W], over all views."""
+        return _mean_loss(_scene_from(self.params), views, targets, self.config)
+
+    def state_dict(self) -> dict:
+        """Parameters and optimizer state (tensors, numbers, lists and dicts only)."""
+        return {"params": {k: v.detach().cpu() for k, v in self.params.items()}, "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (ValueError/KeyError for a state of another scene; the caller rewords)."""
+        params = {k: state["params"][k].to(self.params[k].device, self.params[k].dtype) for k in self.params}
+        if any(params[k].shape != self.params[k].shape for k in params):
+            raise ValueError("tensor shapes differ")
+        self.optimizer.load_state_dict(state["optimizer"])
+        with torch.no_grad():
+            for k, v in params.items():
+                self.params[k].copy_(v)
+
+
 class SceneEditRun:
     """An Instruct-GS2GS-style edit driven one Gaussian optimisation step at a time.
 
@@ -271,13 +326,9 @@ class SceneEditRun:
                 f"got {list(originals.shape)}"
             )
         self.originals = originals.to(self.device, self.dtype)
-        self._fingerprint = _run_fingerprint(scene, cameras, given, editor, instruction, config)
-        extent = scene_extent(cameras, scene)
-        self.params = {k: v.requires_grad_(True) for k, v in _split_params(scene).items()}
-        self.optimizer = make_optimizer(self.params, config, extent)
-        self._means_lr = config.lr_means * extent
-        self._means_group = next(g for g in self.optimizer.param_groups if g["name"] == "means")
-        self._decay = math.log(config.lr_means_final / config.lr_means) / max(1, config.lr_means_decay_steps)
+        self._fingerprint = run_fingerprint(scene, cameras, given, editor, instruction, config.fingerprint())
+        self.fitter = GaussianFitter(scene, cameras, config)
+        self.params, self.optimizer = self.fitter.params, self.fitter.optimizer
         self.targets = self.originals.clone()
         self.history: list[dict] = []
         self.round = 0  # rounds finished
@@ -333,18 +384,9 @@ class SceneEditRun:
 
     def fit_step(self) -> float:
         """Step 4, once: one Adam step of all Gaussian parameters on one random view; returns its loss."""
-        from adlift.render import render
-
-        config = self.config
-        global_step = self.round * config.gs_steps + self.k
-        self._means_group["lr"] = self._means_lr * math.exp(self._decay * min(global_step, config.lr_means_decay_steps))
+        global_step = self.round * self.config.gs_steps + self.k
         i = int(torch.randint(len(self.views), (1,), generator=self._order))
-        out = render(_scene_from(self.params), self.views[i], backend=config.backend, background=config.background)
-        loss = l1_dssim_loss(out.rgb, self.targets[i : i + 1], config.ssim_lambda)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.last_loss = float(loss.detach())
+        self.last_loss = self.fitter.step(self.views[i], self.targets[i : i + 1], global_step)
         return self.last_loss
 
     def end_round(self) -> dict:
@@ -458,17 +500,19 @@ def edit_scene(
     return SceneEditResult(result_scene, run.targets.detach(), run.originals.detach(), run.history)
 
 
-def _run_fingerprint(scene: GaussianScene, cameras: Cameras, originals: torch.Tensor | None, editor, instruction: str,
-                     config: SceneEditConfig) -> dict:  # fmt: skip
-    """See :meth:`SceneEditRun.fingerprint`."""
+def run_fingerprint(scene: GaussianScene, cameras: Cameras, originals: torch.Tensor | None, editor, instruction: str,
+                    settings: dict, version: int = CHECKPOINT_VERSION) -> dict:  # fmt: skip
+    """What a checkpoint of a 3D edit must share with the run resuming it (see :meth:`SceneEditRun.fingerprint`):
+    ``version``, hashes of the scene and given originals, the cameras, the instruction, the editor and
+    ``settings`` (JSON types: every setting that changes the result)."""
     meta = editor.metadata() if hasattr(editor, "metadata") else {}
     return {
-        "version": CHECKPOINT_VERSION,
+        "version": version,
         "scene": tensors_sha256(*scene.tensors().values()),
         "originals": "renders" if originals is None else tensors_sha256(originals),
         "cameras": {"hash": tensors_sha256(cameras.viewmats, cameras.Ks), "names": list(cameras.names),
                     "size": [int(cameras.width), int(cameras.height)]},  # fmt: skip
         "instruction": instruction,
         "editor": {k: meta.get(k) for k in ("editor", "model", "dtype")},
-        "config": config.fingerprint(),
+        "config": settings,
     }

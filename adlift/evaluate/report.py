@@ -3,7 +3,7 @@
 ``report.json`` (schema version :data:`REPORT_VERSION`):
 
 * ``report_version``, ``adlift_version``, ``created`` (UTC ISO time), ``seconds``
-* ``mode`` ("2d" | "3d"), ``instruction``, ``captions`` {before, after}, ``eta`` and ``eta_255``
+* ``mode`` ("2d" | "3d" | "dge"), ``instruction``, ``captions`` {before, after}, ``eta`` and ``eta_255``
 * ``sources`` {raw, protected, cameras, manifest (or null)}
 * ``editor``: its metadata (name, model, ``untrained_test_model``, device, dtype, diffusers)
 * ``clip``: {available, model, untrained, reason}; ``lpips``: {available, reason}

@@ -5,19 +5,20 @@
 1. **Invisibility** per view: PSNR, SSIM, LPIPS (when its weights load; otherwise None with the
    reason), L-infinity and the share of pixels within eta + 1/255, protected render vs raw render.
 2. **Protection**: the editor edits raw and protected renders with the same instruction and seeds
-   (``mode="2d"``), or edits the raw and the protected *scene* Instruct-GS2GS-style and both
-   edited scenes are rendered (``mode="3d"``). Per view: CLIP similarity of each edit to the edited
+   (``mode="2d"``), or edits the raw and the protected *scene* Instruct-GS2GS-style (``mode="3d"``)
+   or DGE-style (``mode="dge"``: consistent multi-view edit, then one fit;
+   :mod:`adlift.editors.dge`) and both edited scenes are rendered. Per view: CLIP similarity of each edit to the edited
    caption, CLIP directional similarity (source render -> its edit, vs. the caption direction),
    the deviation edit(raw) vs edit(protected) (PSNR, SSIM, LPIPS), and how much each edit changed
    its input (edit(protected) vs protected, edit(raw) vs raw). When the editor knows the exact
    answer of the instruction (:meth:`~adlift.editors.ip2p.IP2PEditor.reference_edit_for`: the mini
    editor's instructions), also **edit success**: PSNR/SSIM of edit(raw) to reference(raw) and of
    edit(protected) to reference(protected), and its fall (raw - protected, dB; positive = the
-   protection works). In 3d mode the edits are renders of the edited scenes and the reference is
+   protection works). In 3d and dge modes the edits are renders of the edited scenes and the reference is
    applied to the raw / protected renders. Without a reference these keys are None.
 3. **Robustness**: each purification (JPEG, blur, resize, noise) is applied to the protected
    renders, which are then edited in 2D; the protection metrics are computed again against the
-   2D edit of the raw renders (in both modes: a 3D edit per purification would cost a scene
+   2D edit of the raw renders (in every mode: a 3D edit per purification would cost a scene
    optimisation each). Edit success there is edit(purified) vs reference(purified), its fall
    relative to the success of the unpurified raw edit.
 
@@ -39,6 +40,7 @@ from tqdm.auto import tqdm
 from adlift.attacks.pgd import Budget
 
 from adlift.cameras import Cameras
+from adlift.editors.dge import DGEConfig
 from adlift.errors import AdLiftError
 from adlift.evaluate.clip_metrics import ClipScorer, captions_for
 from adlift.image_metrics import LpipsMetric, image_pair_metrics, psnr_per_image, ssim_per_image
@@ -51,8 +53,9 @@ from adlift.scene import GaussianScene
 class EvaluateConfig:
     """Settings of :func:`evaluate` (``adlift evaluate`` and ``ns-adlift-evaluate`` nest them as options)."""
 
-    mode: Literal["2d", "3d"] = "2d"
-    """2d: InstructPix2Pix on each render; 3d: Instruct-GS2GS-style edit of both scenes, then render."""
+    mode: Literal["2d", "3d", "dge"] = "2d"
+    """2d: InstructPix2Pix on each render; 3d: Instruct-GS2GS-style edit of both scenes, then render;
+    dge: DGE-style edit (consistent multi-view edit, one direct fit) of both scenes, then render."""
 
     eta: tyro.conf.Suppress[Budget] = 8 / 255
     """The protection's L-infinity budget (for the within-budget share and the difference images);
@@ -62,8 +65,8 @@ class EvaluateConfig:
     """Diffusion steps per edit."""
 
     guidance_scale: Annotated[Optional[float], tyro.conf.arg(metavar="FLOAT")] = None
-    """Text guidance; default: the editor's (InstructPix2Pix: 7.5 in 2d, Instruct-GS2GS' 12.5 in 3d;
-    mini: 3.0)."""
+    """Text guidance; default: the editor's (InstructPix2Pix: 7.5 in 2d, Instruct-GS2GS' 12.5 in 3d, DGE's 7.5
+    in dge; mini: 3.0)."""
 
     image_guidance_scale: float = 1.5
     """Image guidance of the edits."""
@@ -85,6 +88,9 @@ class EvaluateConfig:
 
     gs_steps_3d: int = 200
     """3d: Gaussian optimisation steps per round."""
+
+    dge: Annotated[DGEConfig, tyro.conf.arg(name="dge")] = dataclasses.field(default_factory=DGEConfig)
+    """dge: DGE's settings (key views, matching, noise level, fitting steps; DGE's defaults)."""
 
     removal: bool = False
     """Also run the removal-attack suite on the protected file alone (order, deduplication, pruning,
@@ -114,8 +120,9 @@ class EvaluateConfig:
     """Show progress bars."""
 
     def validate(self) -> None:
-        if self.mode not in ("2d", "3d"):
-            raise AdLiftError(f"mode must be 2d or 3d, got {self.mode!r}")
+        if self.mode not in ("2d", "3d", "dge"):
+            raise AdLiftError(f"mode must be 2d, 3d or dge, got {self.mode!r}")
+        self.dge.validate()
         if not 0.0 < self.eta <= 1.0:
             raise AdLiftError(f"eta must lie in (0, 1], got {self.eta}")
         if self.steps < 1 or self.views_per_split < 0 or self.rounds_3d < 1 or self.gs_steps_3d < 0:
@@ -134,11 +141,11 @@ class EvaluateConfig:
 
     @property
     def text_guidance(self) -> float:
-        """``guidance_scale``, else InstructPix2Pix' default for the mode (7.5 in 2d, 12.5 in 3d);
+        """``guidance_scale``, else InstructPix2Pix' default for the mode (7.5 in 2d and dge, 12.5 in 3d);
         :meth:`guidance_for` asks the editor instead."""
         if self.guidance_scale is not None:
             return self.guidance_scale
-        return 7.5 if self.mode == "2d" else 12.5
+        return 12.5 if self.mode == "3d" else 7.5
 
     def guidance_for(self, editor) -> float:
         """The text guidance of the edits with ``editor``: ``guidance_scale``, else the editor's
@@ -234,6 +241,17 @@ def _edit_3d(editor, scene: GaussianScene, train: Cameras, instruction: str, con
                           background=config.background, backend=config.backend, seed=config.seed,
                           batch_size=config.batch_size, progress=config.progress)  # fmt: skip
     return edit_scene(scene, train.to(scene.device), editor, instruction, cfg).scene
+
+
+def _edit_dge(editor, scene: GaussianScene, train: Cameras, instruction: str, config: EvaluateConfig) -> GaussianScene:
+    from adlift.editors.dge import edit_scene_dge
+    from adlift.editors.scene_edit import SceneEditConfig
+
+    cfg = SceneEditConfig(steps=config.steps, guidance_scale=config.text_guidance,
+                          image_guidance_scale=config.image_guidance_scale, background=config.background,
+                          backend=config.backend, seed=config.seed, batch_size=config.batch_size,
+                          progress=config.progress)  # fmt: skip
+    return edit_scene_dge(scene, train.to(scene.device), editor, instruction, config.dge, cfg).scene
 
 
 def _clip_scores(clip: ClipScorer | None, source: torch.Tensor, edited: torch.Tensor, captions) -> dict:
@@ -344,7 +362,7 @@ def evaluate(
     ``editor`` is an :class:`~adlift.editors.IP2PEditor`; without ``clip`` or ``lpips`` their
     metrics are None, and edit success is None unless ``editor.reference_edit_for(instruction)``
     gives a reference. With ``config.guidance_scale`` None the edits use the editor's
-    ``default_guidance``. 3d mode edits both scenes from the "train" split's views (all of them).
+    ``default_guidance``. 3d and dge modes edit both scenes from the "train" split's views (all of them).
     With ``config.removal`` also the removal-attack suite
     (:func:`~adlift.evaluate.removal.removal_report`; ``removal_loss``: the protection's
     adversarial loss, default the encoder loss).
@@ -356,16 +374,17 @@ def evaluate(
         raise AdLiftError("the instruction is empty; give the edit the protection is meant to stop")
     if not splits or any(len(c) == 0 for c in splits.values()):
         raise AdLiftError("evaluation needs at least one view in every split it is given")
-    if config.mode == "3d" and "train" not in splits:
-        raise AdLiftError("3d evaluation edits the scenes from the training views; give a train split")
+    if config.mode != "2d" and "train" not in splits:
+        raise AdLiftError(f"{config.mode} evaluation edits the scenes from the training views; give a train split")
     tic = time.perf_counter()
     captions = captions_for(instruction, config.caption)
     reference_for = getattr(editor, "reference_edit_for", None)
     reference = reference_for(instruction) if reference_for is not None else None
     edited_scenes = None
-    if config.mode == "3d":
-        edited_scenes = (_edit_3d(editor, raw, splits["train"], instruction, config),
-                         _edit_3d(editor, protected, splits["train"], instruction, config))  # fmt: skip
+    if config.mode != "2d":
+        edit_scene = _edit_3d if config.mode == "3d" else _edit_dge
+        edited_scenes = (edit_scene(editor, raw, splits["train"], instruction, config),
+                         edit_scene(editor, protected, splits["train"], instruction, config))  # fmt: skip
 
     views: list[dict] = []
     robustness: list[dict] = []
