@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build, test and benchmark the CUDA rasteriser on a GPU machine, in one go:
 #
-#   bash cuda/tools/gpu_session.sh [build] [test] [gsplat] [memcheck] [bench] [fitting] [profile] [ncu]
+#   bash cuda/tools/gpu_session.sh [build] [test] [gsplat] [memcheck] [bench] [fitting] [profile] [ncu] [protect-scale]
+#
+# protect-scale: benchmarks/distributed.py --part scale (InstructPix2Pix's full architecture, random weights,
+# 500k Gaussians, 40 views at 512^2, default settings) on 1 GPU and, with 2 GPUs, on 2 (torchrun, NCCL).
 #
 # Logs and JSON land in $OUT (default /tmp/adlift-gpu). gsplat, when requested, is imported (and
 # JIT-built on first use) from the Python path; its build runs in the background meanwhile.
@@ -54,5 +57,8 @@ if has ncu; then  # DRAM bytes and time per kernel of one fitting step (cuda spl
 fi
 if has profile; then
     python3 benchmarks/profile_fitting.py 2>&1 | tee "$OUT/profile.log" | grep -E "^===|adlift|Radix|Scan|gsplat::|Self CUDA" | cut -c1-60,140-175 | head -60
+fi
+if has protect-scale; then
+    python3 benchmarks/distributed.py --part scale --out "$OUT/distributed-scale.json" 2>&1 | tail -8 || status=1
 fi
 exit $status
