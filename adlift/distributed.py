@@ -210,8 +210,11 @@ def agreed(group: Group, what: str = "preparing") -> Iterator[None]:
         raise RankStopped(f"stopped while {what}", quiet=True)
     distinct = {m for _, m in failed}
     if len(failed) == group.world_size and len(distinct) == 1:
-        raise AdLiftError(failed[0][1])
-    raise AdLiftError("; ".join(f"rank {rank} of {group.world_size}: {m}" for rank, m in failed))
+        error = AdLiftError(failed[0][1])
+    else:
+        error = AdLiftError("; ".join(f"rank {rank} of {group.world_size}: {m}" for rank, m in failed))
+    error.names_ranks = True  # the message says which ranks failed: no "[rank 0 of N]" prefix
+    raise error
 
 
 def collective_device(group: Group) -> torch.device:

@@ -52,8 +52,8 @@ def _rank_prefix() -> str:
 def run_command(prog: str, parse) -> int:
     """Parse a command with ``parse()`` and ``run()`` it; the exit status, shared by every AdLift console
     script (``adlift``, ``ns-adlift-evaluate``): AdLiftError -> its one line on stderr and 2, Ctrl-C ->
-    130, a closed output pipe -> 0. Under torchrun the line names the rank (a quiet RankStopped prints
-    nothing: rank 0 has said why)."""
+    130, a closed output pipe -> 0. Under torchrun the line names the rank (unless the error says which
+    ranks failed, ``names_ranks``; a quiet RankStopped prints nothing: rank 0 has said why)."""
     import contextlib
     import os
     import sys
@@ -62,7 +62,8 @@ def run_command(prog: str, parse) -> int:
         parse().run()
     except AdLiftError as err:
         if not getattr(err, "quiet", False):
-            print(f"{prog}: error: {_rank_prefix()}{err}", file=sys.stderr)
+            prefix = "" if getattr(err, "names_ranks", False) else _rank_prefix()
+            print(f"{prog}: error: {prefix}{err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

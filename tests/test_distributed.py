@@ -93,6 +93,10 @@ def test_an_interrupted_distributed_run_resumes_on_any_number_of_processes(tmp_p
     ckpt.write_bytes(saved)  # the same checkpoint, resumed by one process
     alone = small_protection({**job, "stop_after": None})
     assert_same_scene(tensors(alone), tensors(whole))
+    # A checkpoint of another run (view batch 1): rank 0 says so, the other rank stops quietly.
+    other = run_ranks(2, {**job, "stop_after": None, "view_batch": 1}, tmp_path / "c")
+    assert other[0].startswith("AdLiftError: ") and "different run" in other[0], other
+    assert other[1] == "RankStopped: stopped while reading the checkpoint", other
 
 
 def test_a_failing_rank_stops_every_rank_without_a_hang(tmp_path, single_thread):
@@ -132,7 +136,7 @@ def test_torchrun_cli_bad_input_is_one_line_from_one_rank(tmp_path, single_threa
                    "--out", str(tmp_path / "o"))  # fmt: skip
     assert bad.returncode != 0
     lines = [line for line in bad.stderr.splitlines() if line.startswith("adlift: error:")]
-    assert len(lines) == 1 and "missing.ply" in lines[0], bad.stderr[-2000:]
+    assert len(lines) == 1 and "missing.ply" in lines[0] and "[rank" not in lines[0], bad.stderr[-2000:]
     # torchrun itself reports the failed ranks with a traceback of its own code; none comes from adlift.
     assert "/adlift/" not in "".join(line for line in bad.stderr.splitlines() if line.strip().startswith("File "))
     assert not (tmp_path / "o").exists()

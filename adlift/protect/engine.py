@@ -256,7 +256,8 @@ class ProtectionState:
             data = distributed.broadcast_bytes(data, self.group) or None
         if data is None:
             return False
-        self.restore(load_checkpoint(path, "protection checkpoint", data=data), path)
+        with distributed.agreed(self.group, "reading the checkpoint"):  # a bad file: one line, from rank 0
+            self.restore(load_checkpoint(path, "protection checkpoint", data=data), path)
         return True
 
     def restore(self, state: dict, source: object = "the checkpoint") -> None:
