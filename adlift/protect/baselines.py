@@ -79,18 +79,19 @@ def run_direct(state: "ProtectionState", unit: tuple[int, tuple[int, ...], bool]
     def reference_of(v: int) -> torch.Tensor | None:
         return state.raw_renders[v : v + 1] if state.loss.needs_reference else None
 
-    def view_loss(v: int, n: int = len(views)) -> tuple[torch.Tensor, torch.Tensor]:
-        rgb = state.render_safeguarded([v])  # [1, 3, H, W], gradients reach the safeguard
-        adv = state.loss(rgb.clamp(0.0, 1.0), reference_of(v), generators[v]).mean()
-        total = adv + cfg.budget_weight * budget_excess(rgb, state.raw_renders[v : v + 1], cfg.eta)
-        return total / n, adv.detach() / n
+    def group_loss(group: list[int], n: int = len(views)) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = state.render_safeguarded(group)  # [G, 3, H, W], gradients reach the safeguard
+        adv = torch.stack([state.loss(rgb[i : i + 1].clamp(0.0, 1.0), reference_of(v), generators[v])[0]
+                           for i, v in enumerate(group)])  # fmt: skip  (each view its own draws)
+        excess = budget_excess(rgb, state.raw_renders[group], cfg.eta)  # [G]
+        return (adv + cfg.budget_weight * excess).sum() / n, adv.detach().sum() / n
 
     def losses(v: int) -> torch.Tensor:
         return state.loss.evaluate(state.render_protected([v]), reference_of(v))
 
     start = state.per_view(views, 1, losses)
     for _ in range(cfg.pgd_steps):
-        state.accumulate_gradient(list(views), view_loss)
+        state.accumulate_gradient(views, group_loss)
         opt.step()
     end = state.per_view(views, 1, losses)
     for v in views:

@@ -53,8 +53,9 @@ PROGRESS_FIELDS = ("loss", "psnr", "linf_255")
 
 
 def budget_excess(rgb: torch.Tensor, raw: torch.Tensor, eta: float) -> torch.Tensor:
-    """Mean amount by which |rgb - raw| exceeds eta (0 inside the budget); differentiable."""
-    return torch.relu((rgb - raw).abs() - eta).mean()
+    """Per image [B]: the mean amount by which |rgb - raw| ([B, 3, H, W]) exceeds eta (0 inside the
+    budget); differentiable."""
+    return torch.relu((rgb - raw).abs() - eta).mean(dim=(1, 2, 3))
 
 
 def scene_checksum(scene: GaussianScene) -> str:
@@ -149,17 +150,26 @@ class ProtectionState:
         picks = torch.randperm(len(others), generator=self.generator)[:take].tolist() if take else []
         return list(current) + [others[p] for p in picks]
 
-    def accumulate_gradient(self, views: list[int], view_loss: Callable[[int], tuple[torch.Tensor, torch.Tensor]]) -> float:
-        """Set the safeguard's gradients to the sum over ``views`` of ``view_loss(v)[0]``'s gradient.
+    def view_groups(self, views: Sequence[int]) -> list[list[int]]:
+        """``views`` dealt round-robin into ``view_batch`` groups (empty ones dropped): the pieces of work
+        whose gradients are computed whole (one batched render each) and summed; fixed by the settings,
+        not by the number of processes."""
+        k = self.config.view_batch or 1
+        return [group for group in (list(views[i::k]) for i in range(k)) if group]
 
-        Each rank renders and differentiates its share of the views one at a time, accumulating in
-        float64; the sums are added over the ranks, so every rank holds the same gradient whatever the
-        number of processes. Returns the sum over the views of ``view_loss(v)[1]`` (a number to report)."""
+    def accumulate_gradient(self, views: Sequence[int], group_loss: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """Set the safeguard's gradients to the gradient of the sum over :meth:`view_groups` of
+        ``group_loss(group)[0]``.
+
+        Each rank differentiates its share of the groups, one at a time, accumulating in float64; the
+        sums are added over the ranks, so every rank holds the same gradient, and the same settings give
+        the same gradient on any number of processes. Returns the sum of ``group_loss(group)[1]`` (a
+        number to report)."""
         params = [p for group in self.params.optimizer.param_groups for p in group["params"]]
         sizes = [p.numel() for p in params]
         flat = torch.zeros(sum(sizes) + 1, dtype=torch.float64, device=self.device)
-        for v in distributed.shard(views, self.group):
-            objective, report = view_loss(v)
+        for views_of_group in distributed.shard(self.view_groups(views), self.group):
+            objective, report = group_loss(views_of_group)
             grads = torch.autograd.grad(objective, params, allow_unused=True)
             for g, chunk in zip(grads, flat[:-1].split(sizes)):
                 if g is not None:
@@ -184,13 +194,14 @@ class ProtectionState:
             if not views:
                 break
 
-            def view_loss(v: int, n: int = len(views)) -> tuple[torch.Tensor, torch.Tensor]:
-                rgb = self.render_safeguarded([v])  # [1, 3, H, W]
-                l1 = (rgb - self.targets[v]).abs().mean()
-                excess = budget_excess(rgb, self.raw_renders[v : v + 1], self.config.eta)
-                return (l1 + self.config.budget_weight * excess) / n, l1 / n
+            def group_loss(group: list[int], n: int = len(views)) -> tuple[torch.Tensor, torch.Tensor]:
+                rgb = self.render_safeguarded(group)  # [G, 3, H, W]
+                target = torch.cat([self.targets[v] for v in group])
+                l1 = (rgb - target).abs().mean(dim=(1, 2, 3))  # [G]: per view
+                excess = budget_excess(rgb, self.raw_renders[group], self.config.eta)  # [G]
+                return (l1 + self.config.budget_weight * excess).sum() / n, l1.sum() / n
 
-            last = self.accumulate_gradient(views, view_loss)
+            last = self.accumulate_gradient(views, group_loss)
             opt.step()
         return last
 
