@@ -10,8 +10,8 @@ ends bit-identical to an uninterrupted one.
 
 Under ``torchrun`` (:mod:`adlift.distributed`) every rank holds the same state and runs the same units:
 a unit's per-view work (PGD targets, per-view measurements) is split between the ranks
-(:meth:`ProtectionState.per_view`), and every fitting gradient is a sum of per-view gradients
-accumulated in float64 and summed over the ranks (:meth:`ProtectionState.accumulate_gradient`), so every
+(:meth:`ProtectionState.per_view`), and every fitting gradient is a sum of the gradients of fixed
+groups of views (:meth:`ProtectionState.view_groups`), accumulated in float64 and summed over the ranks (:meth:`ProtectionState.accumulate_gradient`), so every
 rank takes the same optimiser step. Per-view randomness comes from generators keyed by (seed, stage,
 round, view) (:meth:`ProtectionState.view_generator`), never from which rank does the view: the same
 settings give the same protected scene on any number of processes (up to the order of float64 sums).
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 #: Bumped when the checkpoint layout changes (2: per-kind loss configs, EOT beside the loss, weights_only;
 #: 3: the safeguard's rows in the published order of the input, inplace init; 4: view batches, per-view
-#: generators, per-view gradients summed in float64).
+#: generators, gradients of groups of views summed in float64).
 CHECKPOINT_VERSION = 4
 
 #: Record fields shown on the progress bar: the adversarial loss of the view's result (lifted-pgd, fit2d:
