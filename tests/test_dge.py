@@ -153,6 +153,11 @@ def test_key_views_are_spread_over_the_cameras():
     assert select_key_views(cams, 4) == [0, 2, 4, 6]
     assert DGEConfig().num_key_views(28) == 6 and DGEConfig().num_key_views(3) == 1  # one per 5 (DGE)
     assert DGEConfig(key_views=10).num_key_views(4) == 4
+    # A rig whose cameras share one centre (turning on the spot): distinct views all the same.
+    still = Cameras(cams.viewmats.clone(), cams.Ks, cams.width, cams.height)
+    still.viewmats[:, :3, 3] = 0.0
+    still.viewmats[:, :3, :3] = cams.viewmats[:, :3, :3]
+    assert select_key_views(still, 3) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("change", [{"key_views": -1}, {"views_per_key": 0}, {"matching": "sift"},

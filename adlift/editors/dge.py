@@ -140,14 +140,16 @@ class DGEConfig:
 
 def select_key_views(cameras: Cameras, count: int) -> list[int]:
     """``count`` camera indices spread over the rig: farthest-point sampling of the camera centres from
-    camera 0 (ties to the lowest index); sorted."""
+    camera 0 (ties to the lowest index; cameras sharing a centre are taken in index order); sorted."""
     centers = cameras.centers.double()
     chosen = [0]
     dist = (centers - centers[0]).norm(dim=-1)
+    dist[0] = -1.0
     while len(chosen) < min(count, len(cameras)):
-        i = int(torch.argmax(dist))
+        i = int(torch.argmax(dist))  # the first of the farthest; never one already chosen (-1)
         chosen.append(i)
         dist = torch.minimum(dist, (centers - centers[i]).norm(dim=-1))
+        dist[chosen] = -1.0
     return sorted(chosen)
 
 
