@@ -63,6 +63,14 @@ class SceneFormat:
     max_sh_degree: int = 3
     """The highest SH degree a file of this format holds (higher coefficients are dropped on write)."""
 
+    lossless: bool = False
+    """Whether a file holds every float32 value exactly (ply); a lossy format's values are what
+    :func:`adlift.io.quantise.roundtrip` gives back."""
+
+    reorders: bool = False
+    """Whether the writer reorders the Gaussians (SOG sorts them spatially): a decode's rows are not
+    the written scene's (:func:`adlift.io.quantise.roundtrip` matches them back)."""
+
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Options of :func:`read_scene` / :func:`write_scene` this format uses: public name -> the
     keyword of its ``read``/``write`` (``{"spz_axes": "axes"}``). Callers may pass an option for
@@ -203,7 +211,7 @@ def write_scene(
 # ---------------------------------------------------------------------------------------------
 SCENE_FORMATS.add(
     "ply",
-    SceneFormat(extensions=(".ply",), sniff=ply.sniff, read=ply.read_ply, write=ply.write_ply),
+    SceneFormat(extensions=(".ply",), sniff=ply.sniff, read=ply.read_ply, write=ply.write_ply, lossless=True),
     help="INRIA 3DGS layout (original 3DGS code, gsplat, nerfstudio ns-export), SH degree 0-3",
 )
 SCENE_FORMATS.add(
@@ -225,6 +233,6 @@ SCENE_FORMATS.add(
 )
 SCENE_FORMATS.add(
     "sog",
-    SceneFormat(extensions=(".sog", "meta.json"), sniff=sog.sniff, read=sog.read, write=sog.write),
+    SceneFormat(extensions=(".sog", "meta.json"), sniff=sog.sniff, read=sog.read, write=sog.write, reorders=True),
     help="PlayCanvas SOG: a .sog bundle or meta.json + WebP images (reordered, codebook-quantised), SH 0-3",
 )
