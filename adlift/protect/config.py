@@ -78,6 +78,15 @@ class ProtectConfig:
     """Adversarial loss: encoder (VAE latent, PhotoGuard), unet (noise prediction, AdvDM/SDS) or pipeline
     (k denoising steps of the edit); each kind has its own options."""
 
+    quantise_as: tyro.conf.Suppress[Optional[str]] = None
+    """Fit with this scene format's quantiser in the loop (straight-through through its real codec,
+    adlift.protect.quantise), so the written file keeps the protection; None: fit in float32. adlift
+    protect sets it to a lossy output format (--no-quantise-in-fit turns it off)."""
+
+    quantise_every: int = 10
+    """With a lossy output format: refresh the codec round trip of the quantiser in the loop after this many
+    optimiser steps, reusing the last residual in between (1: every step, exact; SOG's palette is slow)."""
+
     seed: int = 0
     """Seed of every random draw: the same seed, settings and inputs give the same protected scene."""
 
@@ -101,7 +110,7 @@ class ProtectConfig:
         METHODS.check(self.method)
         if not 0.0 < self.eta <= 1.0:
             raise AdLiftError(f"eta must lie in (0, 1] (e.g. 8/255), got {self.eta}")
-        for name in ("rounds", "pgd_steps", "checkpoint_every"):
+        for name in ("rounds", "pgd_steps", "checkpoint_every", "quantise_every"):
             if getattr(self, name) < 1:
                 raise AdLiftError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.view_batch is not None and self.view_batch < 1:
@@ -117,6 +126,10 @@ class ProtectConfig:
             raise AdLiftError(f"background colours must lie in [0, 1], got {self.background}")
         if self.backend != "auto":
             BACKENDS.check(self.backend)
+        if self.quantise_as is not None:
+            from adlift.io.formats import SCENE_FORMATS
+
+            SCENE_FORMATS.check(self.quantise_as)
         self.safeguard.validate()
         self.eot.validate()
         self.loss.validate()
@@ -136,4 +149,7 @@ class ProtectConfig:
         doc = self.to_json()
         for key in ("checkpoint", "checkpoint_every", "progress", "backend"):
             doc.pop(key, None)
+        if doc.get("quantise_as") is None:  # no quantiser in the loop: the fingerprint of runs before it existed
+            doc.pop("quantise_as", None)
+            doc.pop("quantise_every", None)
         return doc

@@ -34,6 +34,7 @@ from adlift.attacks.losses import AdversarialLoss
 from adlift.cameras import Cameras
 from adlift.errors import AdLiftError
 from adlift.protect.publish import publish_order
+from adlift.protect.quantise import FormatQuantiser, optimiser_steps
 from adlift.protect.safeguard import SafeguardParams, init_safeguard
 from adlift.scene import GaussianScene
 
@@ -94,6 +95,8 @@ class ProtectionState:
         self.frozen = init.frozen
         self.source_index = self.input_order[init.source_index]  # indices of the input scene
         self.params = SafeguardParams(init.safeguard, config.safeguard, scene_extent(self.cameras, self.raw))
+        # The written format's quantiser in the loop (adlift.protect.quantise): what the engine renders is the file's.
+        self.quantiser = FormatQuantiser(config.quantise_as, config.quantise_every) if config.quantise_as else None
         self.generator = torch.Generator().manual_seed(config.seed)
         self.targets: dict[int, torch.Tensor] = {}  # view index -> [1, 3, H, W] target image
         self.history: list[dict] = []
@@ -127,8 +130,13 @@ class ProtectionState:
 
         The same image as rendering :meth:`protected_scene`; with a frozen set (split/sample) the
         ``cuda`` backend caches the frozen Gaussians' projection per view and skips their gradient
-        work. inplace has no frozen set: the scene is rendered alone (no ``frozen=``)."""
-        return self.render(self.params.scene(), views, frozen=self.frozen if self.has_frozen else None)
+        work. inplace has no frozen set: the scene is rendered alone (no ``frozen=``). With
+        ``config.quantise_as``, both are the values the written file will hold (straight-through:
+        :mod:`adlift.protect.quantise`)."""
+        scene, frozen = self.params.scene(), self.frozen
+        if self.quantiser is not None:
+            frozen, scene = self.quantiser(frozen, scene, optimiser_steps(self.params.optimizer))
+        return self.render(scene, views, frozen=frozen if self.has_frozen else None)
 
     def render_protected(self, views: list[int]) -> torch.Tensor:
         """Detached, clamped render of the protected scene: [len(views), 3, H, W]."""
@@ -279,6 +287,8 @@ class ProtectionState:
                 "delete it or choose another output directory"
             )
         self.params.load_state_dict(state["params"])
+        if self.quantiser is not None:
+            self.quantiser.reset()
         self.generator.set_state(state["generator"])
         self.targets = {int(k): v.to(self.device) for k, v in state["targets"].items()}
         self.history = list(state["history"])

@@ -1,0 +1,116 @@
+"""The target format's quantiser in the protection fit (straight-through), so writing the file keeps
+the protection.
+
+With ``ProtectConfig.quantise_as`` set (``adlift protect`` sets it to a lossy output format), the
+engine renders, in every PGD start, fitting step and measurement, **what the file will hold**: the
+whole protected scene (frozen set, if any, and safeguard) is put in the published order the file is
+written in (:func:`adlift.protect.publish.publish_order`; a ``.compressed.ply`` quantises 256
+consecutive Gaussians together), written and decoded by the format's own codec
+(:func:`adlift.io.quantise.roundtrip`), and put back in the working order. Each trainable tensor
+``t`` becomes ``q`` in the forward pass and passes its gradient to ``t`` unchanged
+(straight-through), so the optimiser keeps moving the float parameters while the loss and the budget
+see the quantised values; SH bands the format does not hold at all (``.splat`` above degree 0) get no
+gradient, so the float scene keeps rendering like the file.
+
+The round trip is refreshed when the optimiser has taken ``quantise_every`` steps since the last one;
+in between, the forward pass is ``t + (q - t_then)`` (the last residual, reused: SOG's palette
+clustering takes seconds). With ``quantise_every = 1`` every forward pass after an optimiser step is
+exactly the decode of the file the current parameters would write. A resumed run refreshes at once
+(bit-identical to an uninterrupted run only for ``quantise_every = 1``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adlift.scene import GaussianScene
+
+
+class _StraightThrough(torch.autograd.Function):
+    """``forward(t, q, keep) = q`` exactly; the gradient goes to ``t`` unchanged (times ``keep``)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor, q: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:  # noqa: D102
+        ctx.keep = keep
+        return q.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        return (grad if ctx.keep is None else grad * ctx.keep), None, None
+
+
+def straight_through(t: torch.Tensor, q: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """``q`` in the forward pass, the identity's gradient to ``t`` (``q`` itself if ``t`` needs none).
+
+    ``keep`` (broadcast against ``t``, 0 or 1): where the file holds nothing at all (SH bands above a
+    format's degree), the gradient stops: the value the file shows does not depend on ``t`` there, and
+    passing it would let those parameters drift unseen (the float scene would no longer render like the file)."""
+    q = q.to(t.dtype)
+    return _StraightThrough.apply(t, q, keep) if t.requires_grad else q
+
+
+def optimiser_steps(optimizer: torch.optim.Optimizer) -> int:
+    """How many steps ``optimizer`` has taken (Adam's ``step`` state; 0 before the first)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            step = optimizer.state.get(p, {}).get("step")
+            if step is not None:
+                return int(step)
+    return 0
+
+
+def file_values(frozen: GaussianScene, safeguard: GaussianScene, format: str) -> tuple[GaussianScene, GaussianScene]:
+    """(frozen, safeguard) as a file of ``format`` holds them, written in the published order of
+    their concatenation (what :func:`adlift.protect.output.write_protection` writes), rows back in
+    the working order; detached float32."""
+    from adlift.io.quantise import roundtrip
+    from adlift.protect.publish import publish_order
+
+    working = GaussianScene.concat([frozen.detach(), safeguard.detach()]) if frozen.num_gaussians else safeguard.detach()
+    order = publish_order(working)
+    decoded = roundtrip(working.subset(order), format)
+    back = torch.empty_like(order)
+    back[order] = torch.arange(len(order), device=order.device)
+    decoded = decoded.subset(back)
+    n = frozen.num_gaussians
+    return decoded.subset(slice(0, n)), decoded.subset(slice(n, None))
+
+
+class FormatQuantiser:
+    """Straight-through round trip through ``format`` (module docstring), refreshed every ``every``
+    optimiser steps."""
+
+    def __init__(self, format: str, every: int = 1):
+        self.format = format
+        self.every = max(1, int(every))
+        self.block: int | None = None  # optimiser steps // every at the last refresh
+        self.frozen: GaussianScene | None = None  # the frozen set as the file holds it
+        self.residual: dict[str, torch.Tensor] = {}  # safeguard field -> q - t at the last refresh
+        self.refreshes = 0
+        from adlift.io.formats import SCENE_FORMATS
+
+        self.held_sh = (SCENE_FORMATS.get(format).max_sh_degree + 1) ** 2  # SH coefficients a file holds
+
+    def reset(self) -> None:
+        """Forget the last round trip (the next call refreshes)."""
+        self.block, self.frozen, self.residual = None, None, {}
+
+    def __call__(self, frozen: GaussianScene, safeguard: GaussianScene, steps: int) -> tuple[GaussianScene, GaussianScene]:
+        """(frozen, safeguard) as the file holds them; the safeguard's trainable tensors straight-through."""
+        tensors = safeguard.tensors()
+        keep = {}
+        if tensors["sh"].shape[1] > self.held_sh:
+            keep["sh"] = (torch.arange(tensors["sh"].shape[1], device=safeguard.device) < self.held_sh)[None, :, None]
+            keep["sh"] = keep["sh"].to(tensors["sh"].dtype)
+        block = steps // self.every
+        if block != self.block or not self.residual:
+            frozen_q, safeguard_q = file_values(frozen, safeguard, self.format)
+            self.frozen = frozen_q.to(dtype=frozen.dtype)
+            q = safeguard_q.tensors()
+            self.residual = {k: (q[k].to(t.dtype) - t.detach()) for k, t in tensors.items()}
+            self.block = block
+            self.refreshes += 1
+            out = {k: straight_through(t, q[k], keep.get(k)) for k, t in tensors.items()}
+        else:
+            out = {k: straight_through(t, t.detach() + self.residual[k], keep.get(k)) for k, t in tensors.items()}
+        return self.frozen, GaussianScene(**out, check_finite=False)
