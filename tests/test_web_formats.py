@@ -540,6 +540,10 @@ def test_protect_writes_the_inputs_format_or_format(tmp_path, extra, name, fmt):
     manifest = Manifest.read(out / "manifest.json")
     assert (manifest.protected_scene.path, manifest.protected_scene.format) == (name, fmt)
     assert manifest.files["protected"] == name
+    # Lossy: fitted with the format's quantiser in the loop, then measured on a decode of the written file.
+    assert f"fitting with the {fmt} quantiser in the loop" in done.stdout and "after export" in done.stdout
+    assert manifest.export.quantised_in_fit == fmt and manifest.export.path == name
+    assert "train" in manifest.export.splits and 0.0 < manifest.export.splits["train"]["within_eta_2"] <= 1.0
     protected = read_scene(out / name)
     assert protected.num_gaussians == manifest.protected_scene.num_gaussians
     inputs = load_inputs([out], device="cpu")  # adlift view / evaluate find it through the manifest
@@ -565,6 +569,7 @@ def test_protect_to_a_format_with_fewer_sh_bands_protects_what_the_file_holds(tm
 
 def test_protect_format_choices_and_errors(tmp_path):
     done = run_cli("protect", "--help")
-    assert done.returncode == 0 and all(f in done.stdout for f in ("--format", "compressed-ply", "splat", "sog", "--spz-axes"))
+    assert done.returncode == 0 and all(f in done.stdout for f in ("--format", "compressed-ply", "splat", "sog", "--spz-axes",
+                                                                   "--no-quantise-in-fit", "--quantise-every"))
     done = run_cli("protect", str(tmp_path / "x.spz"), "--out", str(tmp_path / "o"), *QUICK_PROTECT, "--format", "obj")
     assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -72,6 +72,12 @@ class ProtectCommand:
     so a .spz input gives protected.spz); the manifest records it. Lossy formats quantise the
     protection too (docs/FORMATS.md)."""
 
+    quantise_in_fit: bool = True
+    """With a lossy --format (every one but ply): fit with that format's quantiser in the loop (its real codec,
+    straight-through; round trip every --quantise-every optimiser steps), so the written file keeps the
+    protection. --no-quantise-in-fit fits in float32 and lets the writer quantise. Either way the written file
+    is decoded and measured (the manifest's export section)."""
+
     dist_timeout: float = 600.0
     """Under torchrun: seconds a rank waits for the others in one step before the run stops with an error
     (the first step waits for every rank to load the editor)."""
@@ -126,6 +132,7 @@ class ProtectCommand:
         from adlift.io.formats import read_scene
         from adlift.protect import protect
         from adlift.protect.output import protected_file_name, write_protection
+        from adlift.io.json_safe import to_jsonable
         from adlift.protect.report import print_summary
 
         say = print if group.is_main else (lambda *args, **kwargs: None)
@@ -134,9 +141,11 @@ class ProtectCommand:
                 raise problem
             if not self.instruction.strip():
                 raise AdLiftError("--instruction is empty; give the edit to protect against, e.g. 'turn him into a clown'")
-            config = self.config().for_ranks(group.world_size)
-            config.validate()
             asset_format = self.asset_format()
+            config = self.config().for_ranks(group.world_size)
+            if self.quantise_in_fit and not SCENE_FORMATS.get(asset_format).lossless:
+                config = dataclasses.replace(config, quantise_as=asset_format)
+            config.validate()
             target = self.out / protected_file_name(asset_format)
             if target.exists() and self.scene.exists() and os.path.samefile(target, self.scene):
                 raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
@@ -167,6 +176,9 @@ class ProtectCommand:
         if group.distributed:
             say(f"distributed over {group.describe()}: units of {config.view_batch} views, each rank making the "
                 "targets of its share; rank 0 writes the outputs", flush=True)  # fmt: skip
+        if config.quantise_as:
+            say(f"fitting with the {config.quantise_as} quantiser in the loop (the written file's values; codec round "
+                f"trip every {config.quantise_every} optimiser steps)", flush=True)  # fmt: skip
         say(
             f"protecting {scene.num_gaussians} Gaussians with {config.method}, loss "
             f"{describe_loss(config.loss, config.eot)}, eta {format_budget(config.eta)}, {len(train)} training views "
@@ -176,11 +188,13 @@ class ProtectCommand:
         result = protect(scene, train.to(device), loss, config, novel_cameras=novel)
         if not group.is_main:
             return
-        write_protection(self.out, result, raw=scene, raw_path=self.scene, train_cameras=train, novel_cameras=novel,
-                         instruction=self.instruction, editor_metadata=editor.metadata(), config=config,
-                         cameras_source=source, save_safeguard=self.save_safeguard, asset_format=asset_format,
-                         scene_options={"spz_axes": self.spz_axes})  # fmt: skip
+        manifest = write_protection(
+            self.out, result, raw=scene, raw_path=self.scene, train_cameras=train, novel_cameras=novel,
+            instruction=self.instruction, editor_metadata=editor.metadata(), config=config, cameras_source=source,
+            save_safeguard=self.save_safeguard, asset_format=asset_format, scene_options={"spz_axes": self.spz_axes},
+            loss=loss,
+        )  # fmt: skip
         config.checkpoint.unlink(missing_ok=True)
-        print_summary(result.summary)
+        print_summary(result.summary, export=to_jsonable(manifest.export) if manifest.export else None)
         print(f"wrote {target}, {self.out / 'manifest.json'} and {self.out / 'preview.png'}"
               + untrained_note(editor, "protection"))  # fmt: skip

@@ -28,6 +28,11 @@ adlift-protect``), read by ``adlift evaluate``, ``adlift view`` and ``ns-adlift-
 * ``history``: one record per work unit (loss, psnr, linf_255, seconds, ...)
 * ``files``: {protected, cameras, preview}: the files of the output directory
 * ``warning`` (only when the editor is the untrained test model)
+* ``export`` (only when the protected file is in a lossy format and was measured): the protection
+  measured on a decode of the written file (:class:`ExportInfo`, :mod:`adlift.protect.exported`):
+  {``format``, ``path``, ``quantised_in_fit`` (the format whose quantiser was in the fit, or null),
+  ``quantise_every``, ``splits``: per split {views, within_eta_2, loss_reduction_kept, cosine,
+  linf_255_max, psnr, loss_raw, loss_protected, loss_decoded}}; absent in older manifests
 * ``nerfstudio`` (only for ``ns-train adlift-protect``): {version, scene_source, scene_source_kind,
   scene_frame, dataparser_transform, dataparser_scale, iterations, complete} (:class:`NerfstudioInfo`)
 
@@ -136,6 +141,28 @@ class CamerasInfo:
 
 
 @dataclasses.dataclass
+class ExportInfo:
+    """The protection measured on a decode of the written (lossy) file."""
+
+    format: str = ""
+    """The scene format of the file (compressed-ply, spz, splat, sog)."""
+
+    path: str = ""
+    """The file decoded, relative to the output directory."""
+
+    quantised_in_fit: Optional[str] = None
+    """The format whose quantiser was in the fit (straight-through), or None (fitted in float32)."""
+
+    quantise_every: Optional[int] = None
+    """Optimiser steps between the fit's codec round trips (with ``quantised_in_fit``)."""
+
+    splits: dict = dataclasses.field(default_factory=dict)
+    """Per split (train, novel): views, within_eta_2 (share of pixels within eta + 2/255 of the raw
+    render), loss_reduction_kept (decode's loss reduction / the run's), cosine (render perturbation
+    before vs after export), linf_255_max, psnr (lowest), loss_raw, loss_protected, loss_decoded."""
+
+
+@dataclasses.dataclass
 class NerfstudioInfo:
     """How an ``ns-train adlift-protect`` run got its scene and frame."""
 
@@ -231,6 +258,9 @@ class Manifest:
     nerfstudio: Optional[NerfstudioInfo] = None
     """Set by ``ns-train adlift-protect``."""
 
+    export: Optional[ExportInfo] = None
+    """The protection measured on a decode of a lossy protected file (None: ply, or not measured)."""
+
     def __post_init__(self) -> None:
         if self.eta_255 is None:
             self.eta_255 = self.eta * 255.0
@@ -252,9 +282,9 @@ class Manifest:
         return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     def to_json(self) -> dict:
-        """Plain JSON types; ``warning`` and ``nerfstudio`` are left out when unset."""
+        """Plain JSON types; ``warning``, ``nerfstudio`` and ``export`` are left out when unset."""
         doc = to_jsonable(self)
-        for key in ("warning", "nerfstudio"):
+        for key in ("warning", "nerfstudio", "export"):
             if doc.get(key) is None:
                 doc.pop(key, None)
         return doc
@@ -279,7 +309,7 @@ class Manifest:
             values["raw_scene"] = _nested(RawSceneInfo, values["raw_scene"], "raw_scene")
             values["protected_scene"] = _nested(ProtectedSceneInfo, values["protected_scene"] or {}, "protected_scene")
             values["cameras"] = _nested(CamerasInfo, values.get("cameras") or {}, "cameras")
-            for key, kind in (("safeguard", SafeguardInfo), ("nerfstudio", NerfstudioInfo)):
+            for key, kind in (("safeguard", SafeguardInfo), ("nerfstudio", NerfstudioInfo), ("export", ExportInfo)):
                 if values.get(key) is not None:
                     values[key] = _nested(kind, values[key], key)
             for key, kind in (("instruction", str), ("editor", dict), ("config", dict), ("views", list),

@@ -10,7 +10,8 @@
 
 With ``asset_format`` (``adlift protect --format``, default the input's format) the protected scene is
 ``OUT/protected<extension>`` in that scene format (protected.compressed.ply, protected.spz, protected.splat,
-protected.sog); safeguard.ply stays a .ply.
+protected.sog); safeguard.ply stays a .ply. A lossy format's file is decoded again and the protection
+measured on that decode (:mod:`adlift.protect.exported`): the manifest's ``export`` section.
 
 ``manifest.json`` is a :class:`~adlift.protect.manifest.Manifest` (its schema is documented there).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,6 +34,7 @@ from adlift.protect.config import ProtectConfig
 from adlift.protect.manifest import (
     MANIFEST_FILE,
     CamerasInfo,
+    ExportInfo,
     Manifest,
     NerfstudioInfo,
     ProtectedSceneInfo,
@@ -40,6 +43,9 @@ from adlift.protect.manifest import (
 )
 from adlift.protect.publish import ORDER_NAME, published_scene
 from adlift.scene import GaussianScene
+
+if TYPE_CHECKING:
+    from adlift.attacks.losses import AdversarialLoss
 
 
 def save_preview(
@@ -83,13 +89,17 @@ def write_protection(
     nerfstudio: NerfstudioInfo | None = None,
     asset_format: str = "ply",
     scene_options: dict | None = None,
+    loss: "AdversarialLoss | None" = None,
+    measure_export: bool = True,
 ) -> Manifest:
     """Write the files listed in the module docstring into ``out``; returns the manifest.
 
     ``nerfstudio``: the section ``ns-train adlift-protect`` adds. ``asset_format``: the scene format of
-    the protected file (:func:`protected_file_name`), ``scene_options`` its write options (``spz_axes``)."""
+    the protected file (:func:`protected_file_name`), ``scene_options`` its write options (``spz_axes``).
+    ``measure_export``: for a lossy format, decode the written file and measure the protection it keeps
+    (the manifest's ``export``; the loss numbers only with ``loss``)."""
     from adlift.io.nerfstudio import write_transforms
-    from adlift.io.formats import write_scene
+    from adlift.io.formats import SCENE_FORMATS, read_scene, write_scene
     from adlift.protect.api import render_views
 
     out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +109,14 @@ def write_protection(
     asset = protected_file_name(asset_format)
     write_scene(published, out / asset, format=asset_format, comments=[comment.replace("\n", " ")],
                 **dict(scene_options or {}))
+    export = None
+    if measure_export and not SCENE_FORMATS.get(asset_format).lossless:
+        from adlift.protect.exported import measure_export as measure
+
+        decoded = read_scene(out / asset, **dict(scene_options or {}))
+        splits = measure(decoded, published, raw, {"train": train_cameras, "novel": novel_cameras}, config, loss)
+        export = ExportInfo(format=asset_format, path=asset, quantised_in_fit=config.quantise_as,
+                            quantise_every=config.quantise_every if config.quantise_as else None, splits=splits)  # fmt: skip
     if save_safeguard:
         write_scene(published_scene(result.safeguard), out / "safeguard.ply", comments=["adlift safeguard Gaussians"])
     all_cams = Cameras.concat([train_cameras] + ([novel_cameras] if novel_cameras is not None else []))
@@ -155,6 +173,7 @@ def write_protection(
         files={"protected": asset, "cameras": "transforms.json", "preview": "preview.png"},
         warning=label_record(editor_metadata, "protection"),
         nerfstudio=nerfstudio,
+        export=export,
     )  # fmt: skip
     manifest.write(out / MANIFEST_FILE)
     return manifest

@@ -34,6 +34,26 @@ def summary_table(summary: dict) -> "Table":
     return table
 
 
+def export_table(export: dict) -> "Table":
+    """One row per split of the manifest's ``export`` section (:mod:`adlift.protect.exported`): the
+    protection measured on a decode of the written file."""
+    from rich.table import Table
+
+    fitted = export.get("quantised_in_fit")
+    table = Table(title=f"after export: decode of {export.get('path', '')}", title_justify="left")
+    for header in ("split", "within eta+2/255", "loss reduction kept", "perturbation cosine", "max L-inf /255", "PSNR dB"):
+        table.add_column(header, justify="left" if header == "split" else "right")
+    pct = lambda v: "n/a" if v is None or v != v else f"{100 * v:.1f}%"  # noqa: E731
+    for split, s in (export.get("splits") or {}).items():
+        table.add_row(split, pct(s.get("within_eta_2")), pct(s.get("loss_reduction_kept")),
+                      "n/a" if s.get("cosine") is None or s["cosine"] != s["cosine"] else f"{s['cosine']:.3f}",
+                      f"{s['linf_255_max']:.1f}", f"{s['psnr']:.1f}")  # fmt: skip
+    table.caption = (f"fitted with the {fitted} quantiser in the loop" if fitted
+                     else "fitted in float32 (no quantiser in the loop)")  # fmt: skip
+    table.caption_justify = "left"
+    return table
+
+
 def format_summary(summary: dict, width: int = 100) -> str:
     """:func:`summary_table` rendered as plain text (no colour codes)."""
     import io
@@ -45,9 +65,13 @@ def format_summary(summary: dict, width: int = 100) -> str:
     return console.file.getvalue().rstrip("\n")
 
 
-def print_summary(summary: dict, console: "Console | None" = None) -> None:
-    """Print :func:`summary_table` to ``console`` (default: a console on stdout)."""
+def print_summary(summary: dict, console: "Console | None" = None, export: dict | None = None) -> None:
+    """Print :func:`summary_table` to ``console`` (default: a console on stdout), then
+    :func:`export_table` of ``export`` (the manifest's export section) when given."""
     from rich.console import Console
 
-    (console or Console(highlight=False)).print(summary_table(summary))
+    console = console or Console(highlight=False)
+    console.print(summary_table(summary))
+    if export:
+        console.print(export_table(export))
 
