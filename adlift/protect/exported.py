@@ -12,6 +12,8 @@ measured it (float32, before export). Per split:
   null where the run reduced the loss by less than 1 % of the raw loss: nothing to keep);
 * ``cosine`` — cosine between the render perturbations (protected - raw) before and (decoded - raw)
   after export, over all pixels of the split (target >= 0.9);
+* ``cosine_vs_raw_file``: the same with the raw scene written in the same format as the "after"
+  reference, (decoded - raw file) against (protected - raw): the format's own error on the asset taken out;
 * ``linf_255_max`` and ``psnr`` (the lowest) of the decode against the raw render.
 
 Lossless formats (ply) are not measured: the file holds exactly what the run measured.
@@ -48,12 +50,14 @@ def split_export_metrics(
     protected: torch.Tensor,  # [C, 3, H, W] renders of the protected scene before export
     decoded: torch.Tensor,  # [C, 3, H, W] renders of the decoded file
     eta: float,
+    raw_file: torch.Tensor | None = None,  # [C, 3, H, W] renders of the raw scene as the format holds it
 ) -> dict:
     """The numbers of one split (module docstring); the loss entries only with a ``loss``."""
     row = {
         "views": int(raw.shape[0]),
         "within_eta_2": float(within_budget_per_image(decoded, raw, eta, EXPORT_TOLERANCE).mean()),
         "cosine": cosine(protected - raw, decoded - raw),
+        "cosine_vs_raw_file": None if raw_file is None else cosine(protected - raw, decoded - raw_file),
         "linf_255_max": float(linf_per_image(decoded, raw).max()) * 255.0,
         "psnr": float(psnr_per_image(decoded, raw).min()),
     }
@@ -77,11 +81,15 @@ def measure_export(
     splits: dict[str, Cameras],
     config: ProtectConfig,
     loss: AdversarialLoss | None = None,
+    format: str | None = None,
 ) -> dict:
     """Per split name (train, novel) the numbers of :func:`split_export_metrics` for the ``decoded``
-    file against ``raw``, ``protected`` being the scene before export."""
+    file against ``raw``, ``protected`` being the scene before export; ``format``: the file's (for
+    ``cosine_vs_raw_file``)."""
+    from adlift.io.quantise import roundtrip
     from adlift.protect.api import render_views
 
+    raw_file = roundtrip(raw, format) if format is not None else None
     out = {}
     for name, cams in splits.items():
         if cams is None or len(cams) == 0:
@@ -89,5 +97,6 @@ def measure_export(
         cams = cams.to(protected.device)
         with torch.no_grad():
             images = [render_views(s.to(protected.device), cams, config) for s in (raw, protected, decoded)]
-        out[name] = split_export_metrics(loss, *images, config.eta)
+            reference = render_views(raw_file.to(protected.device), cams, config) if raw_file is not None else None
+        out[name] = split_export_metrics(loss, *images, config.eta, reference)
     return out

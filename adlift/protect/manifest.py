@@ -32,7 +32,7 @@ adlift-protect``), read by ``adlift evaluate``, ``adlift view`` and ``ns-adlift-
   measured on a decode of the written file (:class:`ExportInfo`, :mod:`adlift.protect.exported`):
   {``format``, ``path``, ``quantised_in_fit`` (the format whose quantiser was in the fit, or null),
   ``quantise_every``, ``splits``: per split {views, within_eta_2, loss_reduction_kept, cosine,
-  linf_255_max, psnr, loss_raw, loss_protected, loss_decoded}}; absent in older manifests
+  cosine_vs_raw_file, linf_255_max, psnr, loss_raw, loss_protected, loss_decoded}}; absent in older manifests
 * ``nerfstudio`` (only for ``ns-train adlift-protect``): {version, scene_source, scene_source_kind,
   scene_frame, dataparser_transform, dataparser_scale, iterations, complete} (:class:`NerfstudioInfo`)
 
@@ -159,7 +159,8 @@ class ExportInfo:
     splits: dict = dataclasses.field(default_factory=dict)
     """Per split (train, novel): views, within_eta_2 (share of pixels within eta + 2/255 of the raw
     render), loss_reduction_kept (decode's loss reduction / the run's), cosine (render perturbation
-    before vs after export), linf_255_max, psnr (lowest), loss_raw, loss_protected, loss_decoded."""
+    before vs after export), cosine_vs_raw_file (after export against the raw scene in the same format),
+    linf_255_max, psnr (lowest), loss_raw, loss_protected, loss_decoded."""
 
 
 @dataclasses.dataclass

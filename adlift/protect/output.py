@@ -114,7 +114,8 @@ def write_protection(
         from adlift.protect.exported import measure_export as measure
 
         decoded = read_scene(out / asset, **dict(scene_options or {}))
-        splits = measure(decoded, published, raw, {"train": train_cameras, "novel": novel_cameras}, config, loss)
+        splits = measure(decoded, published, raw, {"train": train_cameras, "novel": novel_cameras}, config, loss,
+                         asset_format)  # fmt: skip
         export = ExportInfo(format=asset_format, path=asset, quantised_in_fit=config.quantise_as,
                             quantise_every=config.quantise_every if config.quantise_as else None, splits=splits)  # fmt: skip
     if save_safeguard:
