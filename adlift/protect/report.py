@@ -41,12 +41,14 @@ def export_table(export: dict) -> "Table":
 
     fitted = export.get("quantised_in_fit")
     table = Table(title=f"after export: decode of {export.get('path', '')}", title_justify="left")
-    for header in ("split", "within eta+2/255", "loss reduction kept", "perturbation cosine", "max L-inf /255", "PSNR dB"):
+    for header in ("split", "within eta+2/255", "loss reduction kept", "perturbation cosine (vs raw file)",
+                   "max L-inf /255", "PSNR dB"):  # fmt: skip
         table.add_column(header, justify="left" if header == "split" else "right")
     pct = lambda v: "n/a" if v is None or v != v else f"{100 * v:.1f}%"  # noqa: E731
+    num = lambda v: "n/a" if v is None or v != v else f"{v:.3f}"  # noqa: E731
     for split, s in (export.get("splits") or {}).items():
         table.add_row(split, pct(s.get("within_eta_2")), pct(s.get("loss_reduction_kept")),
-                      "n/a" if s.get("cosine") is None or s["cosine"] != s["cosine"] else f"{s['cosine']:.3f}",
+                      f"{num(s.get('cosine'))} ({num(s.get('cosine_vs_raw_file'))})",
                       f"{s['linf_255_max']:.1f}", f"{s['psnr']:.1f}")  # fmt: skip
     table.caption = (f"fitted with the {fitted} quantiser in the loop" if fitted
                      else "fitted in float32 (no quantiser in the loop)")  # fmt: skip
