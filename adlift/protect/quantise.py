@@ -23,7 +23,9 @@ The round trip is refreshed when the optimiser has taken ``quantise_every`` step
 in between, the forward pass is ``t + (q - t_then)`` (the last residual, reused: SOG's palette
 clustering takes seconds). With ``quantise_every = 1`` every forward pass after an optimiser step is
 exactly the decode of the file the current parameters would write. A resumed run refreshes at once
-(bit-identical to an uninterrupted run only for ``quantise_every = 1``).
+(bit-identical to an uninterrupted run only for ``quantise_every = 1``). Under torchrun each rank does
+its own round trip (deterministic) at its first render after the block changes; every rank renders its
+share of every fitting step, so they refresh at the same step and hold the same residual.
 """
 
 from __future__ import annotations
