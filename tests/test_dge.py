@@ -321,3 +321,13 @@ def test_evaluate_dge_edits_raw_and_protected_scenes(tmp_path):
         assert math.isfinite(v["edit_success_raw_psnr"]) and math.isfinite(v["edit_success_fall_psnr"])
         assert math.isfinite(v["edit_change_raw_psnr"])  # the DGE edit changed the scene
     assert (out / "grid_novel.png").is_file()
+
+
+def test_a_mini_protection_is_evaluated_with_the_mini_editor_itself():
+    """A manifest made with the mini editor reloads it by name (not as a generic InstructPix2Pix from its
+    weights directory), so evaluate --mode dge|3d|2d of that protection reports edit success."""
+    from adlift.evaluate.inputs import editor_reference
+
+    assert editor_reference(mini_editor().metadata()) == "mini"
+    assert editor_reference(tiny_editor().metadata()) == "tiny"
+    assert editor_reference({"editor": "ip2p", "model": "some/hub-model"}) == "some/hub-model"

@@ -166,11 +166,15 @@ def locate_raw_scene(manifest: Manifest, outdir: Path, override: Path | None = N
 
 def editor_reference(metadata: dict) -> str | None:
     """The editor reference (for :func:`~adlift.editors.load_editor`) that reloads the editor whose
-    metadata a manifest or report recorded; None when it names none."""
+    metadata a manifest or report recorded; None when it names none. A registered model organism
+    (``mini``) is reloaded by its name, so that it keeps its exact answers (edit success)."""
+    from adlift.editors.registry import EDITORS
     from adlift.editors.untrained import is_untrained
 
     if is_untrained(metadata):
         return "tiny"
+    if metadata.get("model_organism") and metadata.get("editor") in EDITORS.names():
+        return metadata["editor"]
     return metadata.get("model") or None
 
 
