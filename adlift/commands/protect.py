@@ -131,6 +131,7 @@ class ProtectCommand:
         from adlift.io.cameras import load_cameras
         from adlift.io.formats import read_scene
         from adlift.protect import protect
+        from adlift.protect.asset_format import prepare_for_format
         from adlift.protect.output import protected_file_name, write_protection
         from adlift.io.json_safe import to_jsonable
         from adlift.protect.report import print_summary
@@ -143,19 +144,13 @@ class ProtectCommand:
                 raise AdLiftError("--instruction is empty; give the edit to protect against, e.g. 'turn him into a clown'")
             asset_format = self.asset_format()
             config = self.config().for_ranks(group.world_size)
-            if self.quantise_in_fit and not SCENE_FORMATS.get(asset_format).lossless:
-                config = dataclasses.replace(config, quantise_as=asset_format)
             config.validate()
             target = self.out / protected_file_name(asset_format)
             if target.exists() and self.scene.exists() and os.path.samefile(target, self.scene):
                 raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
             scene = read_scene(self.scene, spz_axes=self.spz_axes).to(device)
-            held = SCENE_FORMATS.get(asset_format).max_sh_degree
-            if scene.sh_degree > held:
-                # Protect what the published file can hold, so writing it does not drop the protection.
-                say(f"{asset_format} holds SH degree {held} only: protecting the scene with its SH truncated to "
-                    f"degree {held} (from {scene.sh_degree}), the asset as that file shows it", flush=True)  # fmt: skip
-                scene = scene.with_sh_degree(held)
+            # Protect what the published file can hold, so writing it does not drop the protection.
+            scene, config, format_notes = prepare_for_format(scene, config, asset_format, quantise=self.quantise_in_fit)
             source = self.camera_source()
             size = {"width": self.render.width, "height": self.render.height}
             train = load_cameras(source, scene=scene, split="train", **size)
@@ -176,9 +171,8 @@ class ProtectCommand:
         if group.distributed:
             say(f"distributed over {group.describe()}: units of {config.view_batch} views, each rank making the "
                 "targets of its share; rank 0 writes the outputs", flush=True)  # fmt: skip
-        if config.quantise_as:
-            say(f"fitting with the {config.quantise_as} quantiser in the loop (the written file's values; codec round "
-                f"trip every {config.quantise_every} optimiser steps)", flush=True)  # fmt: skip
+        for note in format_notes:
+            say(note, flush=True)
         say(
             f"protecting {scene.num_gaussians} Gaussians with {config.method}, loss "
             f"{describe_loss(config.loss, config.eot)}, eta {format_budget(config.eta)}, {len(train)} training views "

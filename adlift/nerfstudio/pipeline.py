@@ -41,6 +41,7 @@ from adlift.cameras import Cameras
 from adlift.editors import EditorRef
 from adlift.editors.scene_edit import SceneEditConfig
 from adlift.errors import AdLiftError
+from adlift.io.formats import SCENE_FORMATS
 from adlift.nerfstudio.splatfacto import cameras_from_nerfstudio, find_checkpoint, is_splatfacto_state
 from adlift.protect.config import ProtectConfig
 from adlift.protect.manifest import NerfstudioInfo
@@ -91,6 +92,7 @@ class AdLiftModel(Model):
         self.iterations_done = 0
         self.run = None  # the AdLift run (ProtectionRun / SceneEditRun) once training starts
         self.editor = None
+        self.loss = None  # adlift-protect: the adversarial loss (the written file is measured with it)
 
     # ------------------------------------------------------------------ set-up by the pipeline
     def attach(self, train: NsCameras, novel: Optional[NsCameras], names: tuple, dataparser_transform, scale,
@@ -239,6 +241,13 @@ class AdLiftProtectModelConfig(AdLiftModelConfig):
     `--pipeline.model.backend` / `--pipeline.model.background`, checkpoints and progress from nerfstudio."""
     save_safeguard: bool = False
     """Also write the safeguard Gaussians alone as safeguard.ply."""
+    format: Optional[SCENE_FORMATS.literal()] = None  # type: ignore[valid-type]
+    """Scene format of the protected asset, protected.<its extension> (default: ply). A format with fewer SH
+    bands gets the scene protected at the degree it holds; a lossy one is fitted with its quantiser in the loop
+    (docs/FORMATS.md); the written file is decoded and measured (the manifest's export section)."""
+    quantise_in_fit: bool = True
+    """With a lossy --pipeline.model.format: fit with that format's quantiser in the loop (off: fit in float32
+    and let the writer quantise)."""
 
 
 class AdLiftProtectModel(AdLiftModel):
@@ -246,6 +255,11 @@ class AdLiftProtectModel(AdLiftModel):
     + safeguard); one training iteration = one Lifted PGD unit; protected.ply is written in the published order."""
 
     config: AdLiftProtectModelConfig
+
+    @property
+    def asset_format(self) -> str:
+        """The scene format protected.<ext> is written in (--pipeline.model.format, default ply)."""
+        return self.config.format or "ply"
 
     def protect_config(self) -> ProtectConfig:
         cfg = dataclasses.replace(self.config.protect, checkpoint=None, progress=False,
@@ -259,9 +273,14 @@ class AdLiftProtectModel(AdLiftModel):
 
         if not self.config.instruction.strip():
             raise AdLiftError("--pipeline.model.instruction is empty; give the edit to protect against")
-        cfg = self.protect_config()
+        from adlift.protect.asset_format import prepare_for_format
+
+        self.scene, cfg, notes = prepare_for_format(self.scene, self.protect_config(), self.asset_format,
+                                                    quantise=self.config.quantise_in_fit)  # fmt: skip
+        for note in notes:
+            CONSOLE.print(f"adlift-protect: {note}")
         self.editor = self.load_editor()
-        loss = AdversarialLoss(self.editor.surface, self.config.instruction, cfg.loss, cfg.eot)
+        self.loss = loss = AdversarialLoss(self.editor.surface, self.config.instruction, cfg.loss, cfg.eot)
         CONSOLE.print(
             f"adlift-protect: {self.scene.num_gaussians} Gaussians, {cfg.method}, loss {describe_loss(cfg.loss, cfg.eot)}, "
             f"eta {format_budget(cfg.eta)}, {len(self.train_cameras)} training views "
@@ -297,8 +316,9 @@ class AdLiftProtectModel(AdLiftModel):
     def finish(self, output_dir: Path) -> None:
         """Write protected.ply, manifest.json, transforms.json, preview.png (+ raw.ply) into output_dir."""
         from adlift.io.formats import write_scene
-        from adlift.protect.output import write_protection
-        from adlift.protect.report import summary_table
+        from adlift.protect.output import protected_file_name, write_protection
+        from adlift.io.json_safe import to_jsonable
+        from adlift.protect.report import export_table, summary_table
 
         if self.run is None:
             return
@@ -306,18 +326,21 @@ class AdLiftProtectModel(AdLiftModel):
         raw_path = self.source_path
         if self.source_kind != "ply":
             raw_path = write_scene(self.scene, output_dir / "raw.ply", comments=[f"adlift: Gaussians of {self.source_path.name}"])
-        cfg = self.protect_config()
         result = self.run.result(self.novel_cameras)
-        write_protection(
+        manifest = write_protection(
             output_dir, result, raw=self.scene, raw_path=raw_path, train_cameras=self.train_cameras,
             novel_cameras=self.novel_cameras, instruction=self.config.instruction,
-            editor_metadata=self.editor.metadata(), config=cfg, cameras_source="nerfstudio datamanager",
+            editor_metadata=self.editor.metadata(), config=self.run.config, cameras_source="nerfstudio datamanager",
             save_safeguard=self.config.save_safeguard, nerfstudio=_nerfstudio_info(self, complete=self.run.finished),
+            asset_format=self.asset_format, loss=self.loss,
         )  # fmt: skip
         CONSOLE.print(summary_table(result.summary))
+        if manifest.export:
+            CONSOLE.print(export_table(to_jsonable(manifest.export)))
         if not self.run.finished:
             CONSOLE.print(f"[yellow]protection stopped after {self.run.done}/{self.run.total} units (max-num-iterations)")
-        CONSOLE.print(f"adlift-protect: wrote {output_dir / 'protected.ply'}, manifest.json, transforms.json, preview.png")
+        CONSOLE.print(f"adlift-protect: wrote {output_dir / protected_file_name(self.asset_format)}, manifest.json, "
+                      "transforms.json, preview.png")  # fmt: skip
 
 
 @dataclass

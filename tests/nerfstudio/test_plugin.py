@@ -201,3 +201,14 @@ def test_ns_viewer_and_ns_eval_load_the_protected_scene(protect_run, workdir, mo
         image = pipeline.datamanager.train_dataset[0]["image"][..., :3]
         assert out["rgb"].shape == image.shape == (48, 48, 3)
         assert float((out["rgb"] - image.float()).abs().mean()) < 0.02  # the data's own view, frame undone
+
+
+def test_protect_writes_the_chosen_web_format_with_its_quantiser_in_the_fit(workdir):
+    run("ns-train", "adlift-protect", "--data", "data", "--output-dir", "out", "--timestamp", "spz", *COMMON,
+        "--max-num-iterations", "1", "--pipeline.model.scene", "data/scene.ply", "--pipeline.model.format", "spz",
+        "--pipeline.model.scene-frame", "original", *PROTECT, "nerfstudio-data", cwd=workdir)  # fmt: skip
+    out = workdir / "out" / "bust" / "adlift-protect" / "spz"
+    assert (out / "protected.spz").is_file() and not (out / "protected.ply").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["protected_scene"]["format"] == "spz" and manifest["config"]["quantise_as"] == "spz"
+    assert manifest["export"]["format"] == "spz" and manifest["export"]["splits"]["train"]["within_eta_2"] >= 0.99
