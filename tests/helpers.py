@@ -155,6 +155,29 @@ def tiny_editor():
     return load_editor("tiny", device="cpu", cache_dir=TINY_CACHE)
 
 
+def assert_fitted_to_targets(scene, cameras, result, margin: float) -> dict:
+    """A 3D edit's ``result`` (SceneEditResult / DGEResult) started from renders of ``scene`` and its
+    fitted scene moved towards its edited targets by more than ``margin`` of the photometric loss,
+    measured here independently of the run; its one history entry records the same losses. Returns it."""
+    import pytest
+
+    from adlift.editors.photometric import l1_dssim_loss
+    from adlift.render import render
+
+    with torch.no_grad():
+        raw = render(scene, cameras, backend="torch").rgb.clamp(0, 1)
+        after = float(l1_dssim_loss(render(result.scene, cameras, backend="torch").rgb.clamp(0, 1), result.targets))
+    torch.testing.assert_close(result.originals, raw)  # conditioned on the input scene's views
+    assert (result.targets - result.originals).abs().mean() > 0.01  # the editor changed the targets
+    before = float(l1_dssim_loss(raw, result.targets))
+    assert after < before - margin
+    (entry,) = result.history
+    assert entry["loss_before_fit"] == pytest.approx(before, abs=1e-4)
+    assert entry["loss_after_fit"] == pytest.approx(after, abs=1e-4)
+    assert result.scene.num_gaussians == scene.num_gaussians  # no densification
+    return entry
+
+
 @functools.cache
 def mini_editor():
     """The shipped mini editor (a ``MiniEditor``) on the CPU, loaded once per test session."""
