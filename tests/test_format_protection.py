@@ -167,3 +167,28 @@ def test_quantise_config_is_checked_and_kept_out_of_plain_fingerprints():
         dataclasses.replace(plain, quantise_every=0).validate()
     with pytest.raises(AdLiftError):
         dataclasses.replace(plain, quantise_as="obj").validate()
+
+
+def test_a_resumed_run_with_the_quantiser_in_the_loop_equals_an_uninterrupted_one(tmp_path):
+    """The last codec round trip is in the checkpoint: resuming between refreshes reuses it exactly."""
+    from adlift.attacks import AdversarialLoss
+    from adlift.attacks.losses import EncoderLossConfig
+    from adlift.io.cameras import load_cameras
+    from adlift.protect import ProtectConfig, protect
+
+    scene = web_scene(300, 1, seed=3)
+    cams = load_cameras("orbit:4,size=32x32", scene=scene, split="train")
+    loss = AdversarialLoss(tiny_editor().surface, "turn it into a clown", EncoderLossConfig())
+    cfg = ProtectConfig(rounds=2, pgd_steps=2, fit_steps=2, replay=1, progress=False, quantise_as="compressed-ply",
+                        quantise_every=3, checkpoint=tmp_path / "ckpt.pt", checkpoint_every=1)  # fmt: skip
+    whole = protect(scene, cams, loss, dataclasses.replace(cfg, checkpoint=None))
+
+    def stop(done: int, total: int) -> None:
+        if done == 2:  # after 4 optimiser steps, between the round trips at steps 3 and 6
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        protect(scene, cams, loss, cfg, on_unit=stop)
+    resumed = protect(scene, cams, loss, cfg)
+    for name, value in whole.protected.tensors().items():
+        assert torch.equal(resumed.protected.tensors()[name], value), name

@@ -252,6 +252,7 @@ class ProtectionState:
             "params": self.params.state_dict(),
             "generator": self.generator.get_state(),
             "targets": {k: v.detach().cpu() for k, v in self.targets.items()},
+            "quantiser": self.quantiser.state_dict() if self.quantiser is not None else None,
             "history": self.history,
             "seconds": self.seconds,
         }
@@ -288,7 +289,7 @@ class ProtectionState:
             )
         self.params.load_state_dict(state["params"])
         if self.quantiser is not None:
-            self.quantiser.reset()
+            self.quantiser.load_state_dict(state.get("quantiser"), self.device)
         self.generator.set_state(state["generator"])
         self.targets = {int(k): v.to(self.device) for k, v in state["targets"].items()}
         self.history = list(state["history"])

@@ -22,8 +22,9 @@ or finer in every web format) and any other trainable group.
 The round trip is refreshed when the optimiser has taken ``quantise_every`` steps since the last one;
 in between, the forward pass is ``t + (q - t_then)`` (the last residual, reused: SOG's palette
 clustering takes seconds). With ``quantise_every = 1`` every forward pass after an optimiser step is
-exactly the decode of the file the current parameters would write. A resumed run refreshes at once
-(bit-identical to an uninterrupted run only for ``quantise_every = 1``). Under torchrun each rank does
+exactly the decode of the file the current parameters would write. The last round trip is in the
+checkpoint (:meth:`FormatQuantiser.state_dict`), so a resumed run is bit-identical to an uninterrupted
+one. Under torchrun each rank does
 its own round trip (deterministic) at its first render after the block changes; every rank renders its
 share of every fitting step, so they refresh at the same step and hold the same residual.
 """
@@ -104,6 +105,23 @@ class FormatQuantiser:
     def reset(self) -> None:
         """Forget the last round trip (the next call refreshes)."""
         self.block, self.frozen, self.residual = None, None, {}
+
+    def state_dict(self) -> dict:
+        """The last round trip (tensors and numbers, for a checkpoint): a resumed run reuses it exactly
+        where an uninterrupted one would."""
+        return {"block": -1 if self.block is None else self.block,
+                "frozen": None if self.frozen is None else {k: v.cpu() for k, v in self.frozen.tensors().items()},
+                "residual": {k: v.cpu() for k, v in self.residual.items()}}  # fmt: skip
+
+    def load_state_dict(self, state: dict | None, device: torch.device) -> None:
+        """Continue from :meth:`state_dict` (None: a checkpoint without one; the next call refreshes)."""
+        if not state or int(state.get("block", -1)) < 0:
+            self.reset()
+            return
+        self.block = int(state["block"])
+        frozen = state.get("frozen")
+        self.frozen = GaussianScene(**{k: v.to(device) for k, v in frozen.items()}, check_finite=False) if frozen else None
+        self.residual = {k: v.to(device) for k, v in state["residual"].items()}
 
     def __call__(self, frozen: GaussianScene, safeguard: GaussianScene, steps: int) -> tuple[GaussianScene, GaussianScene]:
         """(frozen, safeguard) as the file holds them; the safeguard's trainable tensors straight-through."""
