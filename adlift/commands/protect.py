@@ -130,10 +130,10 @@ class ProtectCommand:
         from adlift.editors import load_editor, untrained_note, warn_untrained
         from adlift.io.cameras import load_cameras
         from adlift.io.formats import read_scene
+        from adlift.io.json_safe import to_jsonable
         from adlift.protect import protect
         from adlift.protect.asset_format import prepare_for_format
         from adlift.protect.output import protected_file_name, write_protection
-        from adlift.io.json_safe import to_jsonable
         from adlift.protect.report import print_summary
 
         say = print if group.is_main else (lambda *args, **kwargs: None)

@@ -11,8 +11,8 @@ ends bit-identical to an uninterrupted one.
 Under ``torchrun`` (:mod:`adlift.distributed`) every rank holds the same state and runs the same units:
 a unit's per-view work (PGD targets, per-view measurements) is split between the ranks
 (:meth:`ProtectionState.per_view`), and every fitting gradient is a sum of the gradients of fixed
-groups of views (:meth:`ProtectionState.view_groups`), accumulated in float64 and summed over the ranks (:meth:`ProtectionState.accumulate_gradient`), so every
-rank takes the same optimiser step. Per-view randomness comes from generators keyed by (seed, stage,
+groups of views (:meth:`ProtectionState.view_groups`), accumulated in float64 and summed over the
+ranks (:meth:`ProtectionState.accumulate_gradient`), so every rank takes the same optimiser step. Per-view randomness comes from generators keyed by (seed, stage,
 round, view) (:meth:`ProtectionState.view_generator`), never from which rank does the view: the same
 settings give the same protected scene on any number of processes (up to the order of float64 sums).
 Rank 0 alone reads and writes the checkpoint (the others get its bytes) and draws the progress bar.
@@ -165,7 +165,9 @@ class ProtectionState:
         k = self.config.view_batch or 1
         return [group for group in (list(views[i::k]) for i in range(k)) if group]
 
-    def accumulate_gradient(self, views: Sequence[int], group_loss: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor]]) -> float:
+    def accumulate_gradient(
+        self, views: Sequence[int], group_loss: Callable[[list[int]], tuple[torch.Tensor, torch.Tensor]]
+    ) -> float:
         """Set the safeguard's gradients to the gradient of the sum over :meth:`view_groups` of
         ``group_loss(group)[0]``.
 
