@@ -223,14 +223,22 @@ def decode(path: Path, data: bytes, fmt: str, *, count: int, sh_degree: int,
     return scene
 
 
-def encode(scene: GaussianScene, fmt: str, path: Path, **options) -> bytes:
-    """``scene`` encoded by gaussforge in format ``fmt`` (``path`` only names the file in errors)."""
+def writable(scene: GaussianScene, path: Path) -> GaussianScene:
+    """``scene`` detached as float32 on the CPU; a one-line SceneError naming ``path`` if a value is
+    not finite (no format can hold it)."""
     from adlift.errors import SceneError
 
+    scene = scene.detach().to("cpu", torch.float32)
     try:
-        scene.detach().to("cpu", torch.float32).check_values()
+        scene.check_values()
     except SceneError as err:
         raise SceneError(f"cannot write {path}: {err}") from None
+    return scene
+
+
+def encode(scene: GaussianScene, fmt: str, path: Path, **options) -> bytes:
+    """``scene`` encoded by gaussforge in format ``fmt`` (``path`` only names the file in errors)."""
+    scene = writable(scene, path)
     # gaussforge 0.6's .compressed.ply writer copies the IR's coefficient-major SH into
     # f_rest_0.. unchanged, while .ply files (and its own reader, and splat-transform) are
     # channel-major: hand it channel-major SH so the file is right (tests/test_web_formats.py).
