@@ -192,3 +192,22 @@ def test_a_resumed_run_with_the_quantiser_in_the_loop_equals_an_uninterrupted_on
     resumed = protect(scene, cams, loss, cfg)
     for name, value in whole.protected.tensors().items():
         assert torch.equal(resumed.protected.tensors()[name], value), name
+
+
+def test_the_quantiser_round_trips_with_the_written_files_options(monkeypatch):
+    """adlift protect --spz-axes raw: the fit's codec round trip writes with raw axes too, as the file."""
+    import adlift.io.quantise as io_quantise
+    from adlift.protect import ProtectConfig
+    from adlift.protect.asset_format import prepare_for_format
+
+    scene = web_scene(50, 1, seed=2)
+    _, config, _ = prepare_for_format(scene, ProtectConfig(), "spz", options={"spz_axes": "raw"})
+    assert config.quantise_as == "spz" and config.quantise_options == (("spz_axes", "raw"),)
+    assert config.fingerprint()["quantise_options"] == [["spz_axes", "raw"]]
+    _, default, _ = prepare_for_format(scene, ProtectConfig(), "spz", options={"spz_axes": None})
+    assert default.quantise_options == () and "quantise_options" not in default.fingerprint()
+    seen = []
+    real = io_quantise.roundtrip
+    monkeypatch.setattr(io_quantise, "roundtrip", lambda s, f, **o: seen.append(o) or real(s, f, **o))
+    FormatQuantiser("spz", options=dict(config.quantise_options))(scene.subset(slice(0, 0)), scene, steps=0)
+    assert seen == [{"spz_axes": "raw"}]

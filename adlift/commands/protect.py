@@ -150,7 +150,8 @@ class ProtectCommand:
                 raise AdLiftError(f"refusing to overwrite the input file {self.scene}; choose another --out directory")
             scene = read_scene(self.scene, spz_axes=self.spz_axes).to(device)
             # Protect what the published file can hold, so writing it does not drop the protection.
-            scene, config, format_notes = prepare_for_format(scene, config, asset_format, quantise=self.quantise_in_fit)
+            scene, config, format_notes = prepare_for_format(scene, config, asset_format, quantise=self.quantise_in_fit,
+                                                             options={"spz_axes": self.spz_axes})  # fmt: skip
             source = self.camera_source()
             size = {"width": self.render.width, "height": self.render.height}
             train = load_cameras(source, scene=scene, split="train", **size)

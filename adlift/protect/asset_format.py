@@ -17,10 +17,12 @@ from adlift.scene import GaussianScene
 
 
 def prepare_for_format(
-    scene: GaussianScene, config: ProtectConfig, asset_format: str, *, quantise: bool = True
-) -> tuple[GaussianScene, ProtectConfig, list[str]]:
+    scene: GaussianScene, config: ProtectConfig, asset_format: str, *, quantise: bool = True,
+    options: dict | None = None,
+) -> tuple[GaussianScene, ProtectConfig, list[str]]:  # fmt: skip
     """(the scene to protect, the config to protect it with, lines saying what changed) for an asset
-    written as ``asset_format``; ``quantise=False`` fits in float32 and lets the writer quantise."""
+    written as ``asset_format`` with write ``options`` (``spz_axes``; None values: the defaults);
+    ``quantise=False`` fits in float32 and lets the writer quantise."""
     fmt = SCENE_FORMATS.get(asset_format)
     notes: list[str] = []
     if scene.sh_degree > fmt.max_sh_degree:
@@ -28,7 +30,8 @@ def prepare_for_format(
                      f"truncated to degree {fmt.max_sh_degree} (from {scene.sh_degree}), the asset as that file shows it")  # fmt: skip
         scene = scene.with_sh_degree(fmt.max_sh_degree)
     if quantise and not fmt.lossless:
-        config = dataclasses.replace(config, quantise_as=asset_format)
+        given = tuple(sorted((k, str(v)) for k, v in (options or {}).items() if v is not None and k in fmt.options))
+        config = dataclasses.replace(config, quantise_as=asset_format, quantise_options=given)
         notes.append(f"fitting with the {asset_format} quantiser in the loop (the written file's values; codec round "
                      f"trip every {config.quantise_every} optimiser steps)")  # fmt: skip
     return scene, config, notes

@@ -83,6 +83,10 @@ class ProtectConfig:
     adlift.protect.quantise), so the written file keeps the protection; None: fit in float32. adlift
     protect sets it to a lossy output format (--no-quantise-in-fit turns it off)."""
 
+    quantise_options: tyro.conf.Suppress[tuple[tuple[str, str], ...]] = ()
+    """Write/read options of the quantiser's codec round trip, as (name, value) pairs: those the written
+    file gets (adlift protect --spz-axes gives (("spz_axes", "raw"),)); empty: each format's defaults."""
+
     quantise_every: int = 10
     """With a lossy output format: refresh the codec round trip of the quantiser in the loop after this many
     optimiser steps, reusing the last residual in between (1: every step, exact; SOG's palette is slow)."""
@@ -152,4 +156,6 @@ class ProtectConfig:
         if doc.get("quantise_as") is None:  # no quantiser in the loop: the fingerprint of runs before it existed
             doc.pop("quantise_as", None)
             doc.pop("quantise_every", None)
+        if not doc.get("quantise_options"):  # the format's defaults: as before the option existed
+            doc.pop("quantise_options", None)
         return doc

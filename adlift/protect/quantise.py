@@ -68,16 +68,17 @@ def optimiser_steps(optimizer: torch.optim.Optimizer) -> int:
     return 0
 
 
-def file_values(frozen: GaussianScene, safeguard: GaussianScene, format: str) -> tuple[GaussianScene, GaussianScene]:
+def file_values(frozen: GaussianScene, safeguard: GaussianScene, format: str,
+                **options) -> tuple[GaussianScene, GaussianScene]:  # fmt: skip
     """(frozen, safeguard) as a file of ``format`` holds them, written in the published order of
-    their concatenation (what :func:`adlift.protect.output.write_protection` writes), rows back in
-    the working order; detached float32."""
+    their concatenation (what :func:`adlift.protect.output.write_protection` writes, with the write
+    ``options`` it gets, e.g. ``spz_axes``), rows back in the working order; detached float32."""
     from adlift.io.quantise import roundtrip
     from adlift.protect.publish import publish_order
 
     working = GaussianScene.concat([frozen.detach(), safeguard.detach()]) if frozen.num_gaussians else safeguard.detach()
     order = publish_order(working)
-    decoded = roundtrip(working.subset(order), format)
+    decoded = roundtrip(working.subset(order), format, **options)
     back = torch.empty_like(order)
     back[order] = torch.arange(len(order), device=order.device)
     decoded = decoded.subset(back)
@@ -87,11 +88,12 @@ def file_values(frozen: GaussianScene, safeguard: GaussianScene, format: str) ->
 
 class FormatQuantiser:
     """Straight-through round trip through ``format`` (module docstring), refreshed every ``every``
-    optimiser steps."""
+    optimiser steps; ``options``: the format's write/read options (``spz_axes``)."""
 
-    def __init__(self, format: str, every: int = 1):
+    def __init__(self, format: str, every: int = 1, options: dict | None = None):
         self.format = format
         self.every = max(1, int(every))
+        self.options = dict(options or {})
         self.block: int | None = None  # optimiser steps // every at the last refresh
         self.frozen: GaussianScene | None = None  # the frozen set as the file holds it
         self.residual: dict[str, torch.Tensor] = {}  # safeguard field -> q - t at the last refresh
@@ -132,7 +134,7 @@ class FormatQuantiser:
             keep["sh"] = keep["sh"].to(tensors["sh"].dtype)
         block = steps // self.every
         if block != self.block or not self.residual:
-            frozen_q, safeguard_q = file_values(frozen, safeguard, self.format)
+            frozen_q, safeguard_q = file_values(frozen, safeguard, self.format, **self.options)
             self.frozen = frozen_q.to(dtype=frozen.dtype)
             q = safeguard_q.tensors()
             self.residual = {k: (q[k].to(t.dtype) - t.detach()) for k, t in tensors.items()}
