@@ -53,6 +53,14 @@ learning rates, renderer, checkpoint path and progress come from a
 With a checkpoint path, the state is saved after the multi-view edit and every
 ``checkpoint_every`` fitting steps, and resumed with the same result as an uninterrupted run; it holds
 only tensors, numbers and strings (:mod:`adlift.io.checkpoint`) and a fingerprint of the run.
+Callers that never checkpoint (``adlift evaluate``, the viewer) nest :class:`NoCheckpointDGEConfig`,
+which hides ``checkpoint_every`` from their options.
+
+:func:`edit_scenes_dge` edits several scenes (raw and protected) from the same cameras with the same
+settings and seed, a paired comparison: ``adlift evaluate --mode dge`` and the viewer's
+"Edit scenes (DGE)" both run it. ``on_progress`` callbacks report the UNet passes of the multi-view
+edit and the fitting steps; an exception raised in one (a cancelled job) ends the edit, with the UNet
+restored.
 """
 
 from __future__ import annotations
@@ -60,13 +68,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+import tyro
 from tqdm.auto import tqdm
 
 from adlift.cameras import Cameras
@@ -87,6 +96,10 @@ _EDIT_FIELDS_UNUSED = ("rounds", "gs_steps", "t_lower", "t_upper")
 
 #: Epipolar candidate masks are cached per (view, key view, layer) up to this many tokens per layer.
 _CACHE_TOKENS = 1024
+
+#: Progress of one DGE edit: (stage, done, total); stage "edit" counts the UNet passes of the multi-view
+#: edit (``steps`` x (1 + batches of the other views)), "fit" the fitting steps.
+DGEProgress = Callable[[str, int, int], None]
 
 
 @dataclasses.dataclass
@@ -136,6 +149,15 @@ class DGEConfig:
         """Key views for ``n_views`` cameras: ``key_views`` (at most all), else ceil(n / views_per_key)."""
         k = self.key_views if self.key_views > 0 else math.ceil(n_views / self.views_per_key)
         return max(1, min(n_views, k))
+
+
+@dataclasses.dataclass
+class NoCheckpointDGEConfig(DGEConfig):
+    """:class:`DGEConfig` for callers that never checkpoint a DGE edit (``adlift evaluate --dge.*``, the viewer's
+    ``adlift view --dge.*``): the same fields, with ``checkpoint_every`` hidden from the command line."""
+
+    checkpoint_every: tyro.conf.Suppress[int] = DGEConfig.checkpoint_every
+    """Unused: these callers never save a checkpoint."""
 
 
 def select_key_views(cameras: Cameras, count: int) -> list[int]:
@@ -337,10 +359,12 @@ def multiview_edit(
     alpha: torch.Tensor | None = None,  # [C, 1, H, W] rendered alpha (matching "depth")
     key_views: list[int] | None = None,
     progress: bool = False,
+    on_pass: Callable[[int, int], None] | None = None,
 ) -> MultiViewEdit:
     """DGE's consistent multi-view edit of ``originals`` seen from ``cameras`` (steps 1-3 of the module
     docstring). View i draws its VAE sample and noise from a generator seeded ``seed + i``.
-    ``key_views`` overrides :func:`select_key_views`."""
+    ``key_views`` overrides :func:`select_key_views`. ``on_pass(done, total)`` after every UNet pass
+    (``steps`` x (1 + batches of the other views) in all)."""
     from adlift.image_metrics import check_images
 
     config = config or DGEConfig()
@@ -390,8 +414,17 @@ def multiview_edit(
                              pad(depth), alpha_p)  # fmt: skip
     bs = max(1, batch_size)
     chunks = [others[s : s + bs] for s in range(0, len(others), bs)]
-    bar = tqdm(total=steps * (1 + len(chunks)), desc="DGE: editing views jointly", unit="pass", disable=not progress,
-               leave=False)  # fmt: skip
+    passes = steps * (1 + len(chunks))
+    bar = tqdm(total=passes, desc="DGE: editing views jointly", unit="pass", disable=not progress, leave=False)
+    done = 0
+
+    def passed() -> None:
+        nonlocal done
+        done += 1
+        bar.update(1)
+        if on_pass is not None:
+            on_pass(done, passes)
+
     with multiview_attention(sf.unet, controller):
         for i, t in enumerate(ts):
             t_prev = ts[i + 1] if i + 1 < steps else -1
@@ -400,12 +433,12 @@ def multiview_edit(
             controller.mode = "plain" if plain else "key"
             eps[keys] = sf.predict_noise(x[keys], t, image_latents[keys], text, guidance_scale, image_guidance_scale,
                                          uncond)  # fmt: skip
-            bar.update(1)
+            passed()
             for chunk in chunks:
                 controller.mode, controller.batch_views = ("plain" if plain else "inject"), chunk
                 eps[chunk] = sf.predict_noise(x[chunk], t, image_latents[chunk], text, guidance_scale,
                                               image_guidance_scale, uncond)  # fmt: skip
-                bar.update(1)
+                passed()
             x = sf.ddim_step(x, eps, t, t_prev)
     bar.close()
     out = torch.cat([sf.decode_latents(x[s : s + bs], tuple(originals.shape[-2:])) for s in range(0, n, bs)])
@@ -484,8 +517,9 @@ class DGERun:
         """The current (detached) scene."""
         return self.fitter.scene()
 
-    def edit_views(self) -> torch.Tensor:
-        """Steps 1-3: the consistent multi-view edit of the original views; returns (and keeps) the targets."""
+    def edit_views(self, on_pass: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Steps 1-3: the consistent multi-view edit of the original views; returns (and keeps) the targets.
+        ``on_pass(done, total)``: after every UNet pass (:func:`multiview_edit`)."""
         tic = time.perf_counter()
         depth = alpha = None
         if self.config.matching == "depth":
@@ -499,7 +533,7 @@ class DGERun:
         result = multiview_edit(self.editor, self.originals, self.cameras, self.instruction, self.config,
                                 steps=e.steps, guidance_scale=float(e.guidance_scale),
                                 image_guidance_scale=e.image_guidance_scale, seed=e.seed, batch_size=e.batch_size,
-                                depth=depth, alpha=alpha, progress=e.progress)  # fmt: skip
+                                depth=depth, alpha=alpha, progress=e.progress, on_pass=on_pass)  # fmt: skip
         self.targets = result.images.to(self.device, self.dtype)
         self.key_views = result.key_views
         self.history["edit_seconds"] = time.perf_counter() - tic
@@ -570,12 +604,14 @@ def edit_scene_dge(
     edit: SceneEditConfig | None = None,
     *,
     originals: torch.Tensor | None = None,  # [C, 3, H, W] in [0, 1]; default: renders of `scene`
+    on_progress: DGEProgress | None = None,
 ) -> DGEResult:
     """Edit ``scene`` with ``instruction`` DGE-style from the training views ``cameras`` (module docstring).
 
     ``edit.checkpoint``: saved after the multi-view edit, every ``config.checkpoint_every`` fitting
     steps and at the end, and resumed from when it exists (a checkpoint of another run is refused; a
-    finished run resumes with more ``fit_steps``).
+    finished run resumes with more ``fit_steps``). ``on_progress(stage, done, total)``: after every UNet
+    pass of the multi-view edit ("edit") and every fitting step ("fit").
     """
     config, edit = config or DGEConfig(), edit or SceneEditConfig()
     run = DGERun(scene, cameras, editor, instruction, config, edit, originals=originals)
@@ -583,7 +619,7 @@ def edit_scene_dge(
     if ckpt is not None and ckpt.exists():
         run.load_state_dict(load_checkpoint(ckpt, "DGE edit checkpoint"), ckpt)
     if run.targets is None:
-        run.edit_views()
+        run.edit_views(None if on_progress is None else lambda done, total: on_progress("edit", done, total))
         if ckpt is not None:
             save_checkpoint(ckpt, run.state_dict())
     bar = tqdm(total=config.fit_steps, initial=min(run.done, config.fit_steps), desc="DGE: fitting the Gaussians",
@@ -593,7 +629,36 @@ def edit_scene_dge(
         bar.update(1)
         if run.done % 10 == 0:
             bar.set_postfix(loss=f"{loss:.4f}")
+        if on_progress is not None:
+            on_progress("fit", run.done, config.fit_steps)
         if ckpt is not None and (run.done % config.checkpoint_every == 0 or run.done == config.fit_steps):
             save_checkpoint(ckpt, run.state_dict())
     bar.close()
     return run.finish()
+
+
+def edit_scenes_dge(
+    scenes: Mapping[str, GaussianScene],
+    cameras: Cameras,
+    editor: IP2PEditor,
+    instruction: str,
+    config: DGEConfig | None = None,
+    edit: SceneEditConfig | None = None,
+    *,
+    on_progress: Callable[[str, str, int, int], None] | None = None,
+) -> dict[str, DGEResult]:
+    """Edit every scene of ``scenes`` (by name, e.g. raw and protected) with :func:`edit_scene_dge`, in
+    order, from the same ``cameras`` (moved to each scene's device) with the same settings and seed: a
+    paired comparison (``adlift evaluate --mode dge``, the viewer). ``edit.checkpoint`` must be None (the
+    scenes would share it). ``on_progress(name, stage, done, total)``: :func:`edit_scene_dge`'s progress of
+    the scene called ``name``."""
+    edit = edit or SceneEditConfig()
+    if edit.checkpoint is not None:
+        raise AdLiftError("edit_scenes_dge edits several scenes and cannot share one checkpoint; leave it unset")
+    results = {}
+    for name, scene in scenes.items():
+        report = None if on_progress is None else (lambda stage, done, total, name=name:
+                                                    on_progress(name, stage, done, total))  # fmt: skip
+        results[name] = edit_scene_dge(scene, cameras.to(scene.device), editor, instruction, config, edit,
+                                       on_progress=report)  # fmt: skip
+    return results

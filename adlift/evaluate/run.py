@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from adlift.attacks.pgd import Budget
 
 from adlift.cameras import Cameras
-from adlift.editors.dge import DGEConfig
+from adlift.editors.dge import NoCheckpointDGEConfig
 from adlift.errors import AdLiftError
 from adlift.evaluate.clip_metrics import ClipScorer, captions_for
 from adlift.image_metrics import LpipsMetric, image_pair_metrics, psnr_per_image, ssim_per_image
@@ -89,7 +89,9 @@ class EvaluateConfig:
     gs_steps_3d: int = 200
     """3d: Gaussian optimisation steps per round."""
 
-    dge: Annotated[DGEConfig, tyro.conf.arg(name="dge")] = dataclasses.field(default_factory=DGEConfig)
+    dge: Annotated[NoCheckpointDGEConfig, tyro.conf.arg(name="dge")] = dataclasses.field(
+        default_factory=NoCheckpointDGEConfig
+    )
     """dge: DGE's settings (key views, matching, noise level, fitting steps; DGE's defaults)."""
 
     removal: bool = False
@@ -233,25 +235,31 @@ def _edit_2d(editor, images: torch.Tensor, instruction: str, config: EvaluateCon
                        batch_size=config.batch_size).cpu()  # fmt: skip
 
 
-def _edit_3d(editor, scene: GaussianScene, train: Cameras, instruction: str, config: EvaluateConfig) -> GaussianScene:
-    from adlift.editors.scene_edit import SceneEditConfig, edit_scene
-
-    cfg = SceneEditConfig(rounds=config.rounds_3d, gs_steps=config.gs_steps_3d, steps=config.steps,
-                          guidance_scale=config.text_guidance, image_guidance_scale=config.image_guidance_scale,
-                          background=config.background, backend=config.backend, seed=config.seed,
-                          batch_size=config.batch_size, progress=config.progress)  # fmt: skip
-    return edit_scene(scene, train.to(scene.device), editor, instruction, cfg).scene
-
-
-def _edit_dge(editor, scene: GaussianScene, train: Cameras, instruction: str, config: EvaluateConfig) -> GaussianScene:
-    from adlift.editors.dge import edit_scene_dge
+def _scene_edit_config(config: EvaluateConfig):
+    """The :class:`~adlift.editors.scene_edit.SceneEditConfig` of the 3d and dge scene edits: the
+    evaluation's diffusion and render settings (3d also its rounds and steps)."""
     from adlift.editors.scene_edit import SceneEditConfig
 
-    cfg = SceneEditConfig(steps=config.steps, guidance_scale=config.text_guidance,
-                          image_guidance_scale=config.image_guidance_scale, background=config.background,
-                          backend=config.backend, seed=config.seed, batch_size=config.batch_size,
-                          progress=config.progress)  # fmt: skip
-    return edit_scene_dge(scene, train.to(scene.device), editor, instruction, config.dge, cfg).scene
+    return SceneEditConfig(rounds=config.rounds_3d, gs_steps=config.gs_steps_3d, steps=config.steps,
+                           guidance_scale=config.text_guidance, image_guidance_scale=config.image_guidance_scale,
+                           background=config.background, backend=config.backend, seed=config.seed,
+                           batch_size=config.batch_size, progress=config.progress)  # fmt: skip
+
+
+def _edit_scenes(editor, scenes: dict[str, GaussianScene], train: Cameras, instruction: str,
+                config: EvaluateConfig) -> dict[str, GaussianScene]:  # fmt: skip
+    """3d and dge modes: each of ``scenes`` (raw, protected) edited from the ``train`` views with the same
+    settings and seed (dge: :func:`adlift.editors.dge.edit_scenes_dge`, which the viewer runs too)."""
+    cfg = _scene_edit_config(config)
+    if config.mode == "dge":
+        from adlift.editors.dge import edit_scenes_dge
+
+        return {name: r.scene for name, r in edit_scenes_dge(scenes, train, editor, instruction, config.dge,
+                                                              cfg).items()}  # fmt: skip
+    from adlift.editors.scene_edit import edit_scene
+
+    return {name: edit_scene(scene, train.to(scene.device), editor, instruction, cfg).scene
+            for name, scene in scenes.items()}  # fmt: skip
 
 
 def _clip_scores(clip: ClipScorer | None, source: torch.Tensor, edited: torch.Tensor, captions) -> dict:
@@ -382,9 +390,8 @@ def evaluate(
     reference = reference_for(instruction) if reference_for is not None else None
     edited_scenes = None
     if config.mode != "2d":
-        edit_scene = _edit_3d if config.mode == "3d" else _edit_dge
-        edited_scenes = (edit_scene(editor, raw, splits["train"], instruction, config),
-                         edit_scene(editor, protected, splits["train"], instruction, config))  # fmt: skip
+        edited = _edit_scenes(editor, {"raw": raw, "protected": protected}, splits["train"], instruction, config)
+        edited_scenes = (edited["raw"], edited["protected"])
 
     views: list[dict] = []
     robustness: list[dict] = []
