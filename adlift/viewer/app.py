@@ -8,7 +8,10 @@
 Threads: viser calls the camera and GUI callbacks from its own threads; they only record what
 changed and wake the *panel thread*, which waits until the camera has been still for
 ``debounce`` seconds, renders the current view (raw, protected; cached per view) and pushes one
-composed image to the GUI. Edits run in the :class:`~adlift.viewer.edits.EditWorker` thread.
+composed image to the GUI. Edits run in the :class:`~adlift.viewer.edits.EditWorker` thread, one job at
+a time: 2D edits of the current view, or a DGE edit of the raw and protected scenes
+(:mod:`~adlift.viewer.scene_edits`), whose results become extra scene variants and can fill the
+panel's edit cells with renders of the edited scenes.
 
 The panel follows the browser tab whose camera moved last (the viewer is meant for one user).
 When the browser camera sits on a training or novel camera (after a click on its frustum), the
@@ -28,16 +31,25 @@ import tyro
 
 from adlift.cameras import Cameras
 from adlift.editors import EDITORS, editor_help
+from adlift.editors.dge import NoCheckpointDGEConfig
 from adlift.editors.untrained import untrained_banner, untrained_note
+from adlift.errors import AdLiftError
 from adlift.viewer.camera import BrowserCamera, camera_pose, quat_to_matrix, world_up
 from adlift.viewer.compare import ViewRenderer
-from adlift.viewer.edits import EditRequest, EditSettings, EditStatus, EditWorker
+from adlift.viewer.edits import EditRequest, EditSettings, EditStatus, EditWorker, default_loader
 from adlift.viewer.inputs import ViewerInputs
 from adlift.viewer.metrics import metrics_table, view_summary
 from adlift.viewer.panel import comparison_panel
+from adlift.viewer.scene_edits import VARIANT_LABELS, SceneEditRequest, training_cameras
 
 #: Frustum colours per camera split.
 SPLIT_COLOURS = {"train": (40, 110, 220), "novel": (240, 140, 20), "orbit": (120, 120, 120)}
+
+#: What the panel's edit cells show (the "Panel edits" menu): kind of edit -> menu label.
+EDIT_SOURCES = {"2d": "2D edits of this view", "dge": "renders of the DGE-edited scenes"}
+
+#: DGE fitting steps of the viewer's scene edits (DGE: 1000).
+INTERACTIVE_FIT_STEPS = 300
 
 
 @dataclasses.dataclass
@@ -94,6 +106,17 @@ class ViewerConfig:
     panel_width: Annotated[Optional[int], tyro.conf.arg(metavar="PIXELS")] = 600
     """Width in pixels of the control panel holding the comparison (viser >= 1.1; 0.2.x: "large")."""
 
+    dge: Annotated[NoCheckpointDGEConfig, tyro.conf.arg(name="dge")] = dataclasses.field(
+        default_factory=lambda: NoCheckpointDGEConfig(fit_steps=INTERACTIVE_FIT_STEPS)
+    )
+    """DGE scene edits ("Edit scenes (DGE)"; editor, instruction, steps and seed come from the Edit folder):
+    DGE's settings, for interactive use with 300 fitting steps instead of DGE's 1000 (each step is one
+    render and backward pass of the scene: about 0.28 s for the 26k-Gaussian bust at 128 px on a CPU)."""
+
+    dge_width: Annotated[int, tyro.conf.arg(metavar="PIXELS")] = 128
+    """Width of the training views a DGE scene edit renders, edits and fits to (height keeps the aspect;
+    the multi-view edit's cost grows with the pixels: 128 px is what benchmarks/dge.py measured)."""
+
     def validate(self) -> None:
         """One-line AdLiftError naming the option of a bad value."""
         from adlift.errors import AdLiftError
@@ -108,6 +131,9 @@ class ViewerConfig:
             raise AdLiftError(f"--gain must be positive, got {self.gain}")
         if self.debounce < 0:
             raise AdLiftError(f"debounce must be >= 0, got {self.debounce}")
+        if not 16 <= self.dge_width <= 4096:
+            raise AdLiftError(f"--dge-width must be in 16..4096, got {self.dge_width}")
+        self.dge.validate()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,11 +147,10 @@ class CurrentView:
 
 
 class ViewerApp:
-    """One viser server showing one :class:`ViewerInputs`."""
+    """One viser server showing one :class:`ViewerInputs`; ``editor_loader(reference, device)`` loads the
+    editor of the edits (default :func:`~adlift.viewer.edits.default_loader`)."""
 
-    def __init__(self, inputs: ViewerInputs, config: ViewerConfig | None = None):
-        from adlift.errors import AdLiftError
-
+    def __init__(self, inputs: ViewerInputs, config: ViewerConfig | None = None, *, editor_loader=default_loader):
         self.inputs = inputs
         self.config = config or ViewerConfig()
         self.config.validate()
@@ -140,7 +165,13 @@ class ViewerApp:
         self.gain = self.config.gain or (1.0 / inputs.eta if inputs.eta else 32.0)
         rendered = {k: v for k, v in inputs.scenes.items() if k in ("raw", "protected")}
         self.renderer = ViewRenderer(rendered, background=inputs.background, backend=self.config.backend)
-        self.worker = EditWorker(self._edit_status_changed, device=self.config.device)
+        self.worker = EditWorker(self._edit_status_changed, device=self.config.device, loader=editor_loader)
+        #: Scene variants by label: the inputs' scenes, then the DGE-edited ones once made.
+        self.scenes = dict(inputs.scenes)
+        #: Which edits the panel's edit cells show: "2d" or "dge" (:data:`EDIT_SOURCES`).
+        self.edit_source = "2d"
+        self._dge_cameras: Cameras | None = None
+        self._dge_renderer: tuple[tuple, ViewRenderer] | None = None
         self.server = None
         self.url: str | None = None
         self.splat_mode: str | None = None
@@ -159,6 +190,9 @@ class ViewerApp:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._variants: dict[str, object] = {}
+        self._shown: str | None = None
+        self._drawn = 0
+        self._variants_lock = threading.RLock()
         self._frustums: dict[tuple[str, int], object] = {}
         self._show_frustums = True
         self._gui: dict[str, object] = {}
@@ -225,7 +259,7 @@ class ViewerApp:
     def _build_scene(self) -> None:
         from adlift.viewer.viser_compat import call_with_supported
 
-        names = list(self.inputs.scenes)
+        names = list(self.scenes)
         first = self.config.show or ("protected" if "protected" in names else "raw")
         self._show_variant(first)
         distances = [np.linalg.norm(np.asarray(camera_pose(c, i).position) - self.center)
@@ -244,13 +278,36 @@ class ViewerApp:
     def _show_variant(self, name: str) -> None:
         from adlift.viewer.viser_compat import add_scene
 
-        if name not in self._variants:
-            handle, mode = add_scene(self.server, f"/scene/{len(self._variants)}", self.inputs.scenes[name],
-                                     points=self.config.points)  # fmt: skip
-            self._variants[name] = handle
-            self.splat_mode = self.splat_mode or mode
-        for other, handle in self._variants.items():
-            handle.visible = other == name
+        with self._variants_lock:
+            if name not in self.scenes:
+                return
+            if name not in self._variants:
+                self._drawn += 1  # a fresh scene-tree name for every drawing (replaced variants are removed)
+                handle, mode = add_scene(self.server, f"/scene/{self._drawn}", self.scenes[name],
+                                         points=self.config.points)  # fmt: skip
+                self._variants[name] = handle
+                self.splat_mode = self.splat_mode or mode
+            self._shown = name
+            for other, handle in self._variants.items():
+                handle.visible = other == name
+
+    def _add_dge_variants(self, scenes: dict) -> None:
+        """Make the DGE-edited ``scenes`` (name -> scene) the variants :data:`VARIANT_LABELS` names, replacing
+        older ones (redrawn now if shown), and list them in the scene switch."""
+        with self._variants_lock:
+            for name, scene in scenes.items():
+                label = VARIANT_LABELS[name]
+                if self.scenes.get(label) is scene:
+                    continue
+                self.scenes[label] = scene
+                old = self._variants.pop(label, None)
+                if old is not None:
+                    old.remove()
+                    if self._shown == label:
+                        self._show_variant(label)
+            pick = self._gui.get("scene")
+            if pick is not None and tuple(pick.options) != tuple(self.scenes):
+                pick.options = list(self.scenes)
 
     # ------------------------------------------------------------------ GUI
     def _build_gui(self) -> None:
@@ -268,15 +325,16 @@ class ViewerApp:
         if inp.untrained:
             head += f"\n\n⚠ {untrained_banner(inp.editor_metadata, 'protection')}"
         gui.add_markdown(head)
-        scene_pick = gui.add_dropdown("Scene", options=list(inp.scenes),
+        scene_pick = gui.add_dropdown("Scene", options=list(self.scenes),
                                       initial_value=self.config.show or ("protected" if inp.protected else "raw"))  # fmt: skip
         scene_pick.on_update(lambda _: self._show_variant(scene_pick.value))
+        self._gui["scene"] = scene_pick
 
         placeholder = np.full((64, 128, 3), 40, dtype=np.uint8)
         self._gui["view"] = gui.add_markdown("**waiting for the browser camera**")
         self._gui["panel"] = GuiImage(gui, placeholder, label=None)
 
-        with gui.add_folder("Edit this view"):
+        with gui.add_folder("Edit"):
             options = list(dict.fromkeys([self.editor, *EDITORS.names()]))
             self._gui["editor"] = gui.add_dropdown("Editor", options=options, initial_value=self.editor)
             self._gui["instruction"] = gui.add_text("Instruction", initial_value=inp.instruction)
@@ -285,8 +343,22 @@ class ViewerApp:
             button = gui.add_button("Edit raw and protected")
             button.on_click(lambda _: self.request_edit())
             self._gui["button"] = button
+            dge_button = gui.add_button("Edit scenes (DGE)")
+            dge_button.on_click(lambda _: self.request_dge_edit())
+            self._gui["dge_button"] = dge_button
+            cancel = gui.add_button("Cancel edit")
+            cancel.on_click(lambda _: self.worker.cancel())
+            cancel.disabled = True
+            self._gui["cancel"] = cancel
+            source = gui.add_dropdown("Panel edits", options=list(EDIT_SOURCES.values()),
+                                      initial_value=EDIT_SOURCES[self.edit_source])  # fmt: skip
+            source.on_update(lambda _: self._set_edit_source(source.value))
+            self._gui["edit_source"] = source
             self._gui["progress"] = gui.add_progress_bar(0.0, animated=False)
-            self._gui["status"] = gui.add_markdown("edits run InstructPix2Pix on the two renders above")
+            self._gui["status"] = gui.add_markdown(
+                "'Edit raw and protected' runs InstructPix2Pix on the two renders above; 'Edit scenes (DGE)' "
+                "edits both scenes DGE-style from the training views (minutes)"
+            )
             for name in ("editor", "instruction", "steps", "seed"):
                 self._gui[name].on_update(lambda _: self._request_refresh())
 
@@ -302,6 +374,10 @@ class ViewerApp:
         if inp.views:
             with gui.add_folder("Per-view metrics", expand_by_default=False):
                 gui.add_markdown(metrics_table(inp.views, inp.metrics_source))
+
+    def _set_edit_source(self, label: str) -> None:
+        self.edit_source = next((k for k, v in EDIT_SOURCES.items() if v == label), "2d")
+        self._request_refresh()
 
     def _set_gain(self, value: float) -> None:
         self.gain = max(float(value), 1e-6)
@@ -396,6 +472,27 @@ class ViewerApp:
         return CurrentView(("browser", cam.key(self.radius), width), cam.to_cameras(width), "browser camera")
 
     # ------------------------------------------------------------------ edits
+    def dge_request(self) -> SceneEditRequest:
+        """A DGE edit of the raw and protected scenes with the Edit folder's settings (AdLiftError without cameras)."""
+        if self._dge_cameras is None:
+            self._dge_cameras = training_cameras(self.inputs.cameras, self.config.dge_width)
+        scenes = {n: self.inputs.scenes[n] for n in VARIANT_LABELS if n in self.inputs.scenes}
+        return SceneEditRequest(scenes, self._dge_cameras, self.edit_settings(), self.config.dge,
+                                background=self.inputs.background, backend=self.config.backend)  # fmt: skip
+
+    def request_dge_edit(self) -> bool:
+        """DGE-edit the raw and protected scenes in the worker (what "Edit scenes (DGE)" does); False if not
+        started (one is running, the result is cached and shown at once, or the request is impossible)."""
+        try:
+            request = self.dge_request()
+        except AdLiftError as e:
+            self._gui["status"].content = f"**error:** {e}"
+            return False
+        started = self.worker.submit(request)
+        if not started and self.worker.busy:
+            self._gui["status"].content = "an edit is running; wait for it to finish or cancel it"
+        return started
+
     def request_edit(self) -> bool:
         """Edit the current view's raw and protected renders (what the button does); False if not started."""
         view = self.current
@@ -405,17 +502,25 @@ class ViewerApp:
         images = self.renderer.render(view.key, view.camera)
         started = self.worker.submit(EditRequest(view.key, images, self.edit_settings()))
         if not started and self.worker.busy:
-            self._gui["status"].content = "an edit is running; wait for it to finish"
+            self._gui["status"].content = "an edit is running; wait for it to finish or cancel it"
         return started
 
     def _edit_status_changed(self, status: EditStatus) -> None:
         g = self._gui
+        running = status.state in ("loading", "editing")
+        if status.state == "done" and status.kind == "dge":
+            scenes = self.worker.results.get(status.job_key)
+            if scenes is not None:
+                self._add_dge_variants(scenes)
+                self.edit_source = "dge"
+                g["edit_source"].value = EDIT_SOURCES["dge"]
         g["progress"].value = 100.0 * status.fraction
-        g["progress"].animated = status.state in ("loading", "editing")
+        g["progress"].animated = running
         note = untrained_note(status.untrained, "edit")
-        prefix = {"error": "**error:** ", "done": "done: "}.get(status.state, "")
+        prefix = {"error": "**error:** ", "done": "done: ", "cancelled": "**cancelled:** "}.get(status.state, "")
         g["status"].content = prefix + status.message + (note if status.state == "done" else "")
-        g["button"].disabled = status.state in ("loading", "editing")
+        g["button"].disabled = g["dge_button"].disabled = running
+        g["cancel"].disabled = not running
         now = time.monotonic()
         if status.state != "editing" or now - self._last_progress_refresh > 0.5:
             self._last_progress_refresh = now
@@ -448,20 +553,11 @@ class ViewerApp:
         self.current = view
         images = self.renderer.render(view.key, view.camera)
         settings = self.edit_settings()
-        edits = self.worker.result(view.key, settings)
-        status = self.worker.status
-        if edits is not None:
-            note = ""
-        elif self.worker.busy and status.view_key == view.key:
-            note = f"{status.message} ({100 * status.fraction:.0f} %)"
-        elif self.worker.busy:
-            note = "the editor is busy with another view"
-        else:
-            note = "press 'Edit raw and protected'"
+        edits, note, label = self._dge_cells(view) if self.edit_source == "dge" else self._2d_cells(view, settings)
         panel = comparison_panel(
             images["raw"], images.get("protected"),
             edits.get("raw") if edits else None, edits.get("protected") if edits else None,
-            gain=self.gain, edit_note=note, edit_label=f"edit[{settings.editor}]", layout=self.config.layout,
+            gain=self.gain, edit_note=note, edit_label=label, layout=self.config.layout,
         )  # fmt: skip
         self._gui["view"].content = view_summary(view.label, view.record)
         self._gui["panel"].update(panel)
@@ -470,3 +566,36 @@ class ViewerApp:
             self.panel_count += 1
             self.panel_pushed.notify_all()
         return panel
+
+    def _busy_note(self, kind: str, view_key=None) -> str | None:
+        """The panel note while the worker runs: this job's progress, or what else it is doing; None when idle."""
+        status = self.worker.status
+        if not self.worker.busy:
+            return None
+        if status.kind == kind and (kind == "dge" or status.view_key == view_key):
+            return f"{status.message} ({100 * status.fraction:.0f} %)"
+        if status.kind == "dge":
+            return "the editor is busy with the DGE scene edit"
+        return "the editor is busy with another view"
+
+    def _2d_cells(self, view: CurrentView, settings: EditSettings) -> tuple[dict | None, str, str]:
+        """(edits of the view's raw and protected renders or None, placeholder note, label) for the edit cells."""
+        edits = self.worker.result(view.key, settings)
+        note = "" if edits is not None else self._busy_note("2d", view.key) or "press 'Edit raw and protected'"
+        return edits, note, f"edit[{settings.editor}]"
+
+    def _dge_cells(self, view: CurrentView) -> tuple[dict | None, str, str]:
+        """(renders of the DGE-edited scenes from the view or None, placeholder note, label) for the edit cells."""
+        try:
+            request = self.dge_request()
+        except AdLiftError as e:
+            return None, str(e), "dge"
+        key = request.cache_key()
+        scenes = self.worker.results.get(key)
+        label = f"dge[{request.settings.editor}]"
+        if scenes is None:
+            return None, self._busy_note("dge") or "press 'Edit scenes (DGE)'", label
+        if self._dge_renderer is None or self._dge_renderer[0] != key:
+            self._dge_renderer = (key, ViewRenderer(scenes, background=self.inputs.background,
+                                                    backend=self.config.backend))  # fmt: skip
+        return self._dge_renderer[1].render(view.key, view.camera), "", label
