@@ -96,8 +96,8 @@ class ProtectionState:
         self.source_index = self.input_order[init.source_index]  # indices of the input scene
         self.params = SafeguardParams(init.safeguard, config.safeguard, scene_extent(self.cameras, self.raw))
         # The written format's quantiser in the loop (adlift.protect.quantise): what the engine renders is the file's.
-        self.quantiser = (FormatQuantiser(config.quantise_as, config.quantise_every, dict(config.quantise_options))
-                          if config.quantise_as else None)  # fmt: skip
+        self.quantiser = (FormatQuantiser(config.quantise_as, config.quantise_every, dict(config.quantise_options),
+                                          eta=config.eta) if config.quantise_as else None)  # fmt: skip
         self.generator = torch.Generator().manual_seed(config.seed)
         self.targets: dict[int, torch.Tensor] = {}  # view index -> [1, 3, H, W] target image
         self.history: list[dict] = []

@@ -11,13 +11,16 @@ consecutive Gaussians together), written and decoded by the format's own codec
 (straight-through), so the optimiser keeps moving the float parameters while the loss and the budget
 see the quantised values.
 
-The higher SH bands (above degree 0) get no gradient in a lossy format: every web format stores them
-coarsely or not at all (``.spz`` 4-5 bits over [-1, 1): one step moves a colour by up to ~8/255;
-SOG a shared palette; ``.compressed.ply`` 8 bits over [-4, 4); ``.splat`` nothing), so a straight-through
-step there jumps a whole quantisation step and breaks the budget (measured on the crate to ``.spz``:
-97.8 % of pixels within eta + 2/255 with them trained, 100 % without), and parameters the file drops
-would drift unseen. The perturbation is kept where the formats keep it: DC colour and opacity (8 bits
-or finer in every web format) and any other trainable group.
+A higher SH coefficient (above degree 0) gets a gradient only where the file holds it finely enough
+for the budget: a straight-through step there jumps a whole quantisation step, which must move a pixel
+by at most half of eta. At the first round trip each coefficient ``k`` is judged by its largest
+round-trip error ``e_k`` (half a step) and the largest magnitude of its basis function over the sphere
+``Y_k``: it trains iff ``2 e_k Y_k <= eta / 2`` (:func:`trainable_sh`). On the SH-1 crate at 8/255 this
+trains degree 1 of ``.compressed.ply`` (8 bits over [-4, 4)) and of a SOG whose palette holds every
+Gaussian, and freezes ``.spz``'s (5 bits over [-1, 1): trained, only 97.5 % of pixels stayed within
+eta + 2/255); a file that drops a band (``.splat``) decodes it as 0 with a large error, so it never
+trains (benchmarks/format_protection.py; docs/FORMATS.md). DC colour and opacity (8 bits or finer in
+every web format) and every other trainable group always train.
 
 The round trip is refreshed when the optimiser has taken ``quantise_every`` steps since the last one;
 in between, the forward pass is ``t + (q - t_then)`` (the last residual, reused: SOG's palette
@@ -58,6 +61,30 @@ def straight_through(t: torch.Tensor, q: torch.Tensor, keep: torch.Tensor | None
     return _StraightThrough.apply(t, q, keep) if t.requires_grad else q
 
 
+def basis_peaks(degree: int, samples: int = 20_000) -> torch.Tensor:
+    """[(degree + 1)^2] largest |value| of each real SH basis function over the sphere (a dense
+    Fibonacci sampling, within 0.1 % of the true maximum)."""
+    from adlift.render.sh import sh_basis
+
+    i = torch.arange(samples, dtype=torch.float64) + 0.5
+    z = 1 - 2 * i / samples
+    phi = i * torch.pi * (3 - 5**0.5)
+    r = (1 - z * z).sqrt()
+    dirs = torch.stack([r * phi.cos(), r * phi.sin(), z], dim=-1)
+    return sh_basis(degree, dirs).abs().amax(dim=0).float()
+
+
+def trainable_sh(original: torch.Tensor, decoded: torch.Tensor, eta: float) -> torch.Tensor:
+    """[1, K, 1] float keep-mask of SH coefficients (module docstring): 1 for DC, and for a higher
+    coefficient k iff 2 * max|decoded - original|_k * max|Y_k| <= eta / 2. original, decoded: [N, K, 3]."""
+    k = original.shape[1]
+    error = (decoded - original).abs().amax(dim=(0, 2)) if original.shape[0] else torch.zeros(k)
+    peaks = basis_peaks({1: 0, 4: 1, 9: 2, 16: 3}[k]).to(error.device)
+    keep = 2 * error.float() * peaks <= eta / 2
+    keep[0] = True
+    return keep.to(original.dtype)[None, :, None]
+
+
 def optimiser_steps(optimizer: torch.optim.Optimizer) -> int:
     """How many steps ``optimizer`` has taken (Adam's ``step`` state; 0 before the first)."""
     for group in optimizer.param_groups:
@@ -90,30 +117,31 @@ class FormatQuantiser:
     """Straight-through round trip through ``format`` (module docstring), refreshed every ``every``
     optimiser steps; ``options``: the format's write/read options (``spz_axes``)."""
 
-    def __init__(self, format: str, every: int = 1, options: dict | None = None):
+    def __init__(self, format: str, every: int = 1, options: dict | None = None, eta: float = 8 / 255):
         self.format = format
         self.every = max(1, int(every))
         self.options = dict(options or {})
+        self.eta = float(eta)
+        self.keep_sh: torch.Tensor | None = None  # [1, K, 1]: set at the first round trip (trainable_sh)
+        from adlift.io.formats import SCENE_FORMATS
+
+        self.held_sh = (SCENE_FORMATS.get(format).max_sh_degree + 1) ** 2  # coefficients the file has at all
         self.block: int | None = None  # optimiser steps // every at the last refresh
         self.frozen: GaussianScene | None = None  # the frozen set as the file holds it
         self.residual: dict[str, torch.Tensor] = {}  # safeguard field -> q - t at the last refresh
         self.refreshes = 0
-        from adlift.io.formats import SCENE_FORMATS
-
-        fmt = SCENE_FORMATS.get(format)
-        # SH coefficients whose gradient passes: those a file holds finely (module docstring).
-        self.held_sh = (fmt.max_sh_degree + 1) ** 2 if fmt.lossless else 1
 
     def reset(self) -> None:
-        """Forget the last round trip (the next call refreshes)."""
-        self.block, self.frozen, self.residual = None, None, {}
+        """Forget the last round trip (the next call refreshes and judges the SH coefficients again)."""
+        self.block, self.frozen, self.residual, self.keep_sh = None, None, {}, None
 
     def state_dict(self) -> dict:
         """The last round trip (tensors and numbers, for a checkpoint): a resumed run reuses it exactly
         where an uninterrupted one would."""
         return {"block": -1 if self.block is None else self.block,
                 "frozen": None if self.frozen is None else {k: v.cpu() for k, v in self.frozen.tensors().items()},
-                "residual": {k: v.cpu() for k, v in self.residual.items()}}  # fmt: skip
+                "residual": {k: v.cpu() for k, v in self.residual.items()},
+                "keep_sh": None if self.keep_sh is None else self.keep_sh.cpu()}  # fmt: skip
 
     def load_state_dict(self, state: dict | None, device: torch.device) -> None:
         """Continue from :meth:`state_dict` (None: a checkpoint without one; the next call refreshes)."""
@@ -124,22 +152,26 @@ class FormatQuantiser:
         frozen = state.get("frozen")
         self.frozen = GaussianScene(**{k: v.to(device) for k, v in frozen.items()}, check_finite=False) if frozen else None
         self.residual = {k: v.to(device) for k, v in state["residual"].items()}
+        keep = state.get("keep_sh")
+        self.keep_sh = keep.to(device) if keep is not None else None
 
     def __call__(self, frozen: GaussianScene, safeguard: GaussianScene, steps: int) -> tuple[GaussianScene, GaussianScene]:
         """(frozen, safeguard) as the file holds them; the safeguard's trainable tensors straight-through."""
         tensors = safeguard.tensors()
-        keep = {}
-        if tensors["sh"].shape[1] > self.held_sh:
-            keep["sh"] = (torch.arange(tensors["sh"].shape[1], device=safeguard.device) < self.held_sh)[None, :, None]
-            keep["sh"] = keep["sh"].to(tensors["sh"].dtype)
         block = steps // self.every
-        if block != self.block or not self.residual:
+        refresh = block != self.block or not self.residual
+        if refresh:
             frozen_q, safeguard_q = file_values(frozen, safeguard, self.format, **self.options)
             self.frozen = frozen_q.to(dtype=frozen.dtype)
             q = safeguard_q.tensors()
+            if self.keep_sh is None:
+                self.keep_sh = trainable_sh(tensors["sh"].detach(), q["sh"].to(tensors["sh"].dtype), self.eta)
+                self.keep_sh[:, self.held_sh :] = 0
             self.residual = {k: (q[k].to(t.dtype) - t.detach()) for k, t in tensors.items()}
             self.block = block
             self.refreshes += 1
+        keep = {"sh": self.keep_sh.to(tensors["sh"].dtype)} if not bool(self.keep_sh.all()) else {}
+        if refresh:
             out = {k: straight_through(t, q[k], keep.get(k)) for k, t in tensors.items()}
         else:
             out = {k: straight_through(t, t.detach() + self.residual[k], keep.get(k)) for k, t in tensors.items()}
