@@ -96,9 +96,11 @@ def test_away_loss_is_zero_at_the_clean_image_and_needs_it():
 
 
 @pytest.mark.parametrize("kw", [{}, {"target": "zero"}, {"kind": "unet"}, {"kind": "unet", "unet_mode": "sds"},
-                                {"kind": "pipeline", "pipeline_steps": 2}])  # fmt: skip
+                                {"kind": "pipeline", "pipeline_steps": 2},
+                                {"kind": "dge", "pipeline_steps": 2, "key_views": 2}])  # fmt: skip
 def test_every_loss_is_per_image_differentiable_and_paired(kw):
     loss = make_loss(**kw)
+    loss.prepare(rand_images(3, 24, 32, seed=5))  # the scene's views (dge: its key views; others: nothing)
     x = rand_images(2, 24, 32)
     value, grad = loss.gradient(x, generator=torch.Generator().manual_seed(0))
     assert value.shape == (2,) and torch.isfinite(value).all()
@@ -161,14 +163,14 @@ def test_bad_eot_settings_are_rejected(eot):
 
 def test_the_loss_registry_is_the_one_source_of_kinds_and_options():
     """Each kind is a config class in LOSSES with only its own options; unknown kinds are one-line errors."""
-    assert LOSSES.names() == ("encoder", "unet", "pipeline")
+    assert LOSSES.names() == ("encoder", "unet", "pipeline", "dge")
     fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in LOSSES.items()}
     assert "unet_mode" in fields["unet"] and "unet_mode" not in fields["encoder"] | fields["pipeline"]
     assert "pipeline_steps" in fields["pipeline"] and "pipeline_steps" not in fields["encoder"] | fields["unet"]
     assert "target" not in fields["unet"]
     for name, cls in LOSSES.items():
         assert cls.kind == name and cls().to_json()["kind"] == name
-    with pytest.raises(AdLiftError, match="unknown loss 'style'; choose one of: encoder, unet, pipeline"):
+    with pytest.raises(AdLiftError, match="unknown loss 'style'; choose one of: encoder, unet, pipeline, dge"):
         loss_config("style")
     assert make_loss("unet", eot=EOTConfig(samples=2)).describe() == "unet(advdm)+eot2"
     with pytest.raises(TypeError):

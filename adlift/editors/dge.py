@@ -204,14 +204,25 @@ def _attention(attn, x: torch.Tensor, views: int = 1) -> torch.Tensor:
     return out / attn.rescale_output_factor
 
 
-class _Controller:
+class KeyViewController:
+    """What :class:`_DGEAttnProcessor` needs in the modes ``plain`` and ``key``: the mode of the current UNet
+    pass and the key views (the consecutive images of each guidance branch that attend jointly in mode
+    ``key``). Enough on its own for a joint pass over given images without cameras (the ``dge`` adversarial
+    loss, :mod:`adlift.attacks.losses.dge`); :class:`_Controller` adds what ``inject`` needs."""
+
+    def __init__(self, key_views: list[int], mode: Literal["plain", "key"] = "key"):
+        self.key_views = key_views
+        self.mode: Literal["plain", "key", "inject"] = mode
+
+
+class _Controller(KeyViewController):
     """What the attention processors of one multi-view edit share: the mode of the current UNet pass,
     the cameras, the token grids and correspondences."""
 
     def __init__(self, cameras: Cameras, key_views: list[int], config: DGEConfig, latent_hw: tuple[int, int],
                  size_multiple: int, depth: torch.Tensor | None, alpha: torch.Tensor | None):  # fmt: skip
-        self.cameras, self.key_views, self.config = cameras, key_views, config
-        self.mode: Literal["plain", "key", "inject"] = "plain"
+        super().__init__(key_views, mode="plain")
+        self.cameras, self.config = cameras, config
         self.batch_views: list[int] = []
         self.depth, self.alpha = depth, alpha  # [C, H', W'] padded, or None
         # Token grids of the UNet's levels: (h, w, stride in padded pixels), keyed by tokens per image.
@@ -280,8 +291,8 @@ class _DGEAttnProcessor:
     its corresponding tokens (:meth:`_Controller.match`), blended over its two nearest key views.
     """
 
-    def __init__(self, controller: _Controller):
-        self.c = controller
+    def __init__(self, controller: KeyViewController):
+        self.c = controller  # a _Controller for mode "inject"
         self.key_in: torch.Tensor | None = None  # [3, K, L, D]
         self.key_out: torch.Tensor | None = None  # [3, K, L, D_out]
 
@@ -310,9 +321,9 @@ class _DGEAttnProcessor:
 
 
 @contextmanager
-def multiview_attention(unet, controller: _Controller) -> Iterator[int]:
+def multiview_attention(unet, controller: KeyViewController) -> Iterator[int]:
     """Install a :class:`_DGEAttnProcessor` on every self-attention layer (``attn1``) of ``unet`` and
-    restore the previous processors afterwards; yields the number of layers."""
+    restore the previous processors afterwards (also when the body raises); yields the number of layers."""
     before = dict(unet.attn_processors)
     procs = {name: (_DGEAttnProcessor(controller) if name.endswith("attn1.processor") else proc)
              for name, proc in before.items()}  # fmt: skip

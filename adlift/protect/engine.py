@@ -91,6 +91,7 @@ class ProtectionState:
         self._render = render
         with torch.no_grad():
             self.raw_renders = torch.cat([self.render(self.raw, [i]) for i in range(len(self.views))]).clamp(0, 1)
+        loss.prepare(self.raw_renders, self.cameras)  # the loss's context (dge: its key views), here for every method
         init = init_safeguard(self.raw, self.cameras, config.safeguard, backend=config.backend)
         self.frozen = init.frozen
         self.source_index = self.input_order[init.source_index]  # indices of the input scene

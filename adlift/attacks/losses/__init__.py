@@ -7,9 +7,10 @@ options only) registered in :data:`LOSSES`:
 ``encoder`` (:mod:`.encoder`)   PhotoGuard's encoder attack on the VAE latent
 ``unet`` (:mod:`.unet`)         the UNet's noise prediction for the instruction (AdvDM or SDS(-))
 ``pipeline`` (:mod:`.pipeline`) k checkpointed denoising steps of the real edit
+``dge`` (:mod:`.dge`)           those steps as DGE runs them: jointly with DGE's key views
 
 :data:`LossConfig` is the Union of the registered configs: a config field typed ``LossConfig``
-becomes the tyro subcommands ``loss:encoder``, ``loss:unet``, ``loss:pipeline``, and options of
+becomes the tyro subcommands ``loss:encoder``, ``loss:unet``, ``loss:pipeline``, ``loss:dge``, and options of
 one kind never show for another. :class:`AdversarialLoss` (:mod:`.base`) binds a config to an editor
 and an instruction, with EOT, truncated gradients and the paired :meth:`~AdversarialLoss.evaluate`.
 
@@ -41,6 +42,7 @@ from adlift.attacks.losses.base import (
 from adlift.attacks.losses.encoder import EncoderLossConfig
 from adlift.attacks.losses.unet import UnetLossConfig
 from adlift.attacks.losses.pipeline import PipelineLossConfig
+from adlift.attacks.losses.dge import DGELossConfig
 
 #: Any registered loss config; as a tyro field, one subcommand per kind (``loss:encoder``, ...).
 LossConfig = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=LOSSES.entry(name).help)]
@@ -49,6 +51,7 @@ LossConfig = Union[tuple(Annotated[cls, tyro.conf.subcommand(name, description=L
 __all__ = [
     "LOSSES",
     "AdversarialLoss",
+    "DGELossConfig",
     "EncoderLossConfig",
     "LossConfig",
     "LossSettings",

@@ -9,6 +9,12 @@ registered with ``@register_loss("name", help=...)``. :data:`LOSSES` maps names 
 :class:`AdversarialLoss` binds a config to an editor surface and an instruction and adds what every
 kind shares: expectation over random purifications (EOT), gradients truncated at the image, and
 the paired, noise-fixed :meth:`~AdversarialLoss.evaluate`.
+
+A kind that needs more than the attacked image (``dge``: the renders of DGE's key views, which every
+attacked image attends to jointly) gets it once from :meth:`AdversarialLoss.prepare` (images and their
+cameras; the protection engine passes the raw renders of the training views and the training cameras
+before the first unit, for every method, also when resuming, on every rank), which keeps what
+:meth:`LossSettings.prepare` returns as :attr:`AdversarialLoss.context`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from adlift.image_metrics import check_images
 from adlift.registry import Registry
 
 if TYPE_CHECKING:
+    from adlift.cameras import Cameras
     from adlift.editors.ip2p import IP2PSurface
 
 
@@ -51,6 +58,17 @@ class LossSettings:
     def needs_reference(self) -> bool:
         """Whether the loss needs the clean images (``reference``)."""
         return False
+
+    def prepare(
+        self,
+        loss: "AdversarialLoss",
+        images: torch.Tensor,  # [V, 3, H, W] in [0, 1]: the raw renders of the training views
+        cameras: Cameras | None,  # their V cameras, or None for images without cameras
+    ) -> object | None:
+        """The context :meth:`compute` reads as ``loss.context``, made once from the scene's views (default:
+        None, no context). Called by :meth:`AdversarialLoss.prepare`; must not depend on the process (every
+        rank of a distributed run prepares its own copy from the same renders)."""
+        return None
 
     def compute(
         self,
@@ -134,6 +152,24 @@ class AdversarialLoss:
         target = getattr(self.config, "target", None)
         self._user_target = load_target_image(self.config.target_image) if target == "image" else None
         self._target_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self.context: object | None = None
+        """What :meth:`prepare` made for the loss kind (None before it, and for kinds that need none)."""
+
+    def prepare(
+        self,
+        images: torch.Tensor,  # [V, 3, H, W] in [0, 1]: the raw renders of the training views
+        cameras: Cameras | None = None,  # their V cameras; None for images without cameras (2D)
+    ) -> None:
+        """Give the loss what its kind needs beyond the attacked image (:meth:`LossSettings.prepare`; the
+        ``dge`` kind: its key views' renders), kept as :attr:`context`. The protection engine calls it once
+        with the raw renders and the training cameras; calling it again replaces the context. ``V`` may be
+        0 (no views: a ``dge`` image then attends to itself alone)."""
+        if not (isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[0] == 0):
+            check_images(images, "the views a loss is prepared with", values=False)
+        if cameras is not None and len(cameras) != images.shape[0]:
+            raise AdLiftError(f"{images.shape[0]} views need as many cameras to prepare the loss, got {len(cameras)}")
+        with torch.no_grad():
+            self.context = self.config.prepare(self, images.detach(), cameras)
 
     @property
     def needs_reference(self) -> bool:

@@ -2,12 +2,16 @@
 
 Run ``pipeline_steps`` DDIM steps of the editing loop (three-way guidance, from seeded noise) with
 gradient checkpointing, decode, and take the mean squared distance of the edit to the target image
-(gray, black or a user image).
+(gray, black or a user image). The two halves, :func:`unrolled_edit` (the steps) and
+:func:`target_distance` (decode and compare), are shared with the ``dge`` loss (:mod:`.dge`), which runs
+the same steps with DGE's joint multi-view attention installed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
 
@@ -46,7 +50,7 @@ class PipelineLossConfig(LossSettings):
 
     def validate(self) -> None:
         if self.target not in ("gray", "zero", "image"):
-            raise AdLiftError(f"the pipeline loss needs target gray, zero or image, got {self.target!r}")
+            raise AdLiftError(f"the {self.kind} loss needs target gray, zero or image, got {self.target!r}")
         if self.target == "image" and self.target_image is None:
             raise AdLiftError("target 'image' needs --loss.target-image PATH")
         if self.pipeline_steps < 1:
@@ -56,24 +60,50 @@ class PipelineLossConfig(LossSettings):
         return f"pipeline({self.target},{self.pipeline_steps} steps)"
 
     def compute(self, loss: "AdversarialLoss", x, reference, generator) -> torch.Tensor:
-        sf = loss.surface
-        image_latents = sf.encode_image(x)  # [B, 4, h, w]
-        text = sf.text_embeddings(loss.instruction)
-        uncond = sf.empty_text_embeddings()
-        latents = torch.randn(image_latents.shape, generator=generator).to(image_latents)
-        n = sf.num_train_timesteps
-        ts = [round((n - 1) * (self.pipeline_steps - i) / self.pipeline_steps) for i in range(self.pipeline_steps)]
+        latents = unrolled_edit(loss, loss.surface.encode_image(x), generator, self)  # [B, 4, h, w]
+        return target_distance(loss, latents, tuple(x.shape[-2:]))
 
-        def step(lat: torch.Tensor, img: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
-            eps = sf.predict_noise(lat, t, img, text, self.guidance_scale, self.image_guidance_scale, uncond)
-            return sf.ddim_step(lat, eps, t, t_prev)
 
-        for i, t in enumerate(ts):
-            t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                latents = checkpoint(step, latents, image_latents, t, t_prev, use_reentrant=False)
-            else:
-                latents = step(latents, image_latents, t, t_prev)
-        edited = sf.decode_latents(latents, tuple(x.shape[-2:])).float()  # [B, 3, H, W]
-        target = loss.target_pixels(tuple(x.shape[-2:])).float()
-        return (edited - target).square().flatten(1).mean(1)
+def unrolled_edit(
+    loss: "AdversarialLoss",
+    image_latents: torch.Tensor,  # [B, 4, h, w] conditioning latents (``encode_image``)
+    generator: torch.Generator,
+    config: PipelineLossConfig,
+    step_context: Callable[[], AbstractContextManager] = nullcontext,
+) -> torch.Tensor:
+    """The final latents [B, 4, h, w] of ``config.pipeline_steps`` DDIM steps of the guided edit, from noise
+    drawn from ``generator`` (one draw of shape [B, 4, h, w]), differentiable w.r.t. ``image_latents``.
+
+    Every UNet pass runs inside a fresh ``step_context()`` -- also when gradient checkpointing recomputes
+    a step in the backward pass, after this function has returned (the ``dge`` loss installs its
+    attention processors this way)."""
+    sf = loss.surface
+    text = sf.text_embeddings(loss.instruction)
+    uncond = sf.empty_text_embeddings()
+    latents = torch.randn(image_latents.shape, generator=generator).to(image_latents)
+    n = sf.num_train_timesteps
+    ts = [round((n - 1) * (config.pipeline_steps - i) / config.pipeline_steps) for i in range(config.pipeline_steps)]
+
+    def step(lat: torch.Tensor, img: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
+        with step_context():
+            eps = sf.predict_noise(lat, t, img, text, config.guidance_scale, config.image_guidance_scale, uncond)
+        return sf.ddim_step(lat, eps, t, t_prev)
+
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        if config.gradient_checkpointing and torch.is_grad_enabled():
+            latents = checkpoint(step, latents, image_latents, t, t_prev, use_reentrant=False)
+        else:
+            latents = step(latents, image_latents, t, t_prev)
+    return latents
+
+
+def target_distance(
+    loss: "AdversarialLoss",
+    latents: torch.Tensor,  # [B, 4, h, w] final latents of the simulated edit
+    size: tuple[int, int],  # (H, W) of the edited images
+) -> torch.Tensor:
+    """Mean squared distance [B] (float32) of the decoded edit to the loss's target image."""
+    edited = loss.surface.decode_latents(latents, size).float()  # [B, 3, H, W]
+    target = loss.target_pixels(size).float()
+    return (edited - target).square().flatten(1).mean(1)
