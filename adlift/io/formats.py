@@ -31,6 +31,7 @@ import stat
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Tuple
 
+import numpy as np
 import torch
 
 from adlift.errors import AdLiftError, FileFormatError
@@ -70,6 +71,12 @@ class SceneFormat:
     reorders: bool = False
     """Whether the writer reorders the Gaussians (SOG sorts them spatially): a decode's rows are not
     the written scene's (:func:`adlift.io.quantise.roundtrip` matches them back)."""
+
+    file_order: Optional[Callable[[GaussianScene], np.ndarray]] = None
+    """For a format that reorders: ``file_order(scene)``, [N] int64, the scene's row indices in the
+    order its writer stores them (a decode's row i is the scene's row ``file_order(scene)[i]``), so
+    :func:`adlift.io.quantise.roundtrip` puts a decode back exactly; None: unknown (matched back by
+    nearest neighbours)."""
 
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Options of :func:`read_scene` / :func:`write_scene` this format uses: public name -> the
@@ -233,6 +240,7 @@ SCENE_FORMATS.add(
 )
 SCENE_FORMATS.add(
     "sog",
-    SceneFormat(extensions=(".sog", "meta.json"), sniff=sog.sniff, read=sog.read, write=sog.write, reorders=True),
+    SceneFormat(extensions=(".sog", "meta.json"), sniff=sog.sniff, read=sog.read, write=sog.write, reorders=True,
+                file_order=sog.file_order),
     help="PlayCanvas SOG: a .sog bundle or meta.json + WebP images (reordered, codebook-quantised), SH 0-3",
 )

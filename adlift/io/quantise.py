@@ -10,10 +10,10 @@ Gaussian ``i``. It is the quantiser of a format, used by the protection fit (str
 * Lossless formats (``SceneFormat.lossless``: ply) give the scene back as float32 without a file.
 * SH bands a format does not hold (``.splat``: everything above degree 0) come back as zeros.
 * A format that reorders the Gaussians (``SceneFormat.reorders``: SOG sorts them spatially) is put
-  back in the input's order by matching decoded rows to input rows (:func:`match_rows`): nearest
-  neighbours in means (weighted 10x), DC colour and opacity, assigned one to one, closest first.
-  Rows whose values the format cannot keep (SOG: the colour of an opacity-0 Gaussian) are simply what
-  the file holds.
+  back in the input's order exactly when the format knows its writer's order
+  (``SceneFormat.file_order``: SOG's Morton order); otherwise by matching decoded rows to input rows
+  (:func:`match_rows`): nearest neighbours in means (weighted 10x), DC colour and opacity, assigned
+  one to one, closest first.
 
 The round trip is deterministic (same scene, same bytes, same decode), so every rank of a torchrun
 launch computes the same thing.
@@ -89,6 +89,11 @@ def roundtrip(scene: GaussianScene, format: str, **options) -> GaussianScene:
         pad = torch.zeros(s.num_gaussians, s.sh.shape[1] - decoded.sh.shape[1], 3, device=scene.device)
         decoded = GaussianScene(decoded.means, decoded.quats, decoded.log_scales, decoded.opacity_logits,
                                 torch.cat([decoded.sh, pad], dim=1), check_finite=False)  # fmt: skip
-    if fmt.reorders:
+    if fmt.reorders and fmt.file_order is not None:  # the writer's order is known: exactly back
+        order = torch.as_tensor(fmt.file_order(s), dtype=torch.long)
+        index = torch.empty_like(order)
+        index[order] = torch.arange(len(order))
+        decoded = decoded.subset(index.to(scene.device))
+    elif fmt.reorders:
         decoded = decoded.subset(match_rows(decoded, s))
     return decoded
