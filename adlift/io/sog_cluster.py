@@ -185,9 +185,9 @@ def _tree(x: np.ndarray, k: int, rng: np.random.Generator, pool: ThreadPoolExecu
     centroids, _ = _lloyd(sample, sample[:children], SPLIT_ITERATIONS)  # the sample is in random order
     if pool is None:
         labels = nearest(x, centroids)
-    else:  # every vector's child, in row blocks across the threads
-        bounds = np.linspace(0, n, workers() + 1).astype(np.int64)
-        labels = np.concatenate(list(pool.map(lambda a, b: nearest(x[a:b], centroids), bounds[:-1], bounds[1:])))
+    else:  # every vector's child, nearest()'s chunks spread over the threads
+        step = max(1, CHUNK_ELEMENTS // children)  # nearest()'s own chunks: the same sums in any thread count
+        labels = np.concatenate(list(pool.map(lambda a: nearest(x[a : a + step], centroids), range(0, n, step))))
     sizes = np.bincount(labels, minlength=children)
     if sizes.max() == n:  # (nearly) identical vectors: no split; one leaf of what it can hold
         return _tree(x, LEAF, rng)
