@@ -168,8 +168,9 @@ def encode(scene: GaussianScene, *, timings: dict | None = None) -> dict[str, by
     """The files of ``scene`` as SOG: {file name: bytes}, the WebP images then ``meta.json``.
 
     ``scene``'s values must be finite (:func:`adlift.io.web_codec.writable` checks). ``timings``:
-    a dict that receives the seconds of each stage (order, means, quats, scales, colours, palette,
-    sh_codebook, webp, meta)."""
+    a dict that receives the wall seconds of each stage (order, means, quats, scales, colours,
+    palette: what is left of the SH palette's clustering after the other stages, which run beside
+    it; sh_codebook, webp, meta)."""
     import adlift
 
     clock = _Clock(timings)
@@ -178,47 +179,53 @@ def encode(scene: GaussianScene, *, timings: dict | None = None) -> dict[str, by
     order = morton_order(s.means.numpy())
     rows = lambda t: np.take(t.numpy(), order, axis=0)  # noqa: E731 - a field in file order
     width, height = image_size(n)
-    images: dict[str, np.ndarray] = {}
     clock("order")
+    with ThreadPoolExecutor(sog_cluster.workers()) as pool:  # libwebp and the palette run without the GIL
+        palette_job = None
+        if s.sh_degree > 0:  # the longest stage: started first, the rest runs beside it
+            coeffs = s.sh.shape[1] - 1
+            rest = rows(s.sh[:, 1:].reshape(n, 3 * coeffs))
+            palette_job = pool.submit(sog_cluster.sh_palette, rest, seed=PALETTE_SEED)
+        jobs = {}
 
-    low, high, mins, maxs = pack_means(rows(s.means))
-    images[MEANS_FILES[0]], images[MEANS_FILES[1]] = _image(low, width, height), _image(high, width, height)
-    clock("means")
-    images[QUATS_FILE] = _image(pack_quats(rows(s.normalized_quats)), width, height)
-    clock("quats")
-    scale_codebook, scale_labels = sog_cluster.scalar_codebook(rows(s.log_scales))
-    images[SCALES_FILE] = _image(scale_labels, width, height)
-    clock("scales")
-    dc_codebook, dc_labels = sog_cluster.scalar_codebook(rows(s.sh[:, 0]))
-    alpha = rows(torch.sigmoid(s.opacity_logits))
-    alpha = np.rint(alpha * np.float32(255), out=alpha).astype(np.uint8)
-    images[SH0_FILE] = _image(np.concatenate([dc_labels, alpha[:, None]], axis=1), width, height)
-    clock("colours")
+        def add(name: str, image: np.ndarray) -> None:
+            jobs[name] = pool.submit(webp, image)
 
-    meta = {
-        "version": 2,
-        "asset": {"generator": f"AdLift {adlift.__version__}"},
-        "count": n,
-        "means": {"mins": mins, "maxs": maxs, "files": list(MEANS_FILES)},
-        "scales": {"codebook": scale_codebook.tolist(), "files": [SCALES_FILE]},
-        "quats": {"files": [QUATS_FILE]},
-        "sh0": {"codebook": dc_codebook.tolist(), "files": [SH0_FILE]},
-    }
-    if s.sh_degree > 0:
-        coeffs = s.sh.shape[1] - 1
-        rest = rows(s.sh[:, 1:].reshape(n, 3 * coeffs))
-        palette, labels = sog_cluster.sh_palette(rest, seed=PALETTE_SEED)
-        clock("palette")
-        sh_codebook, indices = sog_cluster.scalar_codebook(palette.reshape(-1, coeffs, 3))
-        images[SHN_FILES[0]] = _palette_image(indices)
-        labels = labels.astype(np.uint16)
-        images[SHN_FILES[1]] = _image(np.stack([labels & 0xFF, labels >> 8, np.zeros_like(labels)], axis=1).astype(np.uint8),
-                                      width, height)  # fmt: skip
-        meta["shN"] = {"count": len(palette), "bands": s.sh_degree, "codebook": sh_codebook.tolist(),
-                       "files": list(SHN_FILES)}  # fmt: skip
-        clock("sh_codebook")
-    with ThreadPoolExecutor(sog_cluster.workers()) as pool:  # libwebp runs without the GIL
-        files = dict(zip(images, pool.map(webp, images.values())))
+        low, high, mins, maxs = pack_means(rows(s.means))
+        add(MEANS_FILES[0], _image(low, width, height))
+        add(MEANS_FILES[1], _image(high, width, height))
+        clock("means")
+        add(QUATS_FILE, _image(pack_quats(rows(s.normalized_quats)), width, height))
+        clock("quats")
+        scale_codebook, scale_labels = sog_cluster.scalar_codebook(rows(s.log_scales))
+        add(SCALES_FILE, _image(scale_labels, width, height))
+        clock("scales")
+        dc_codebook, dc_labels = sog_cluster.scalar_codebook(rows(s.sh[:, 0]))
+        alpha = rows(torch.sigmoid(s.opacity_logits))
+        alpha = np.rint(alpha * np.float32(255), out=alpha).astype(np.uint8)
+        add(SH0_FILE, _image(np.concatenate([dc_labels, alpha[:, None]], axis=1), width, height))
+        clock("colours")
+        meta = {
+            "version": 2,
+            "asset": {"generator": f"AdLift {adlift.__version__}"},
+            "count": n,
+            "means": {"mins": mins, "maxs": maxs, "files": list(MEANS_FILES)},
+            "scales": {"codebook": scale_codebook.tolist(), "files": [SCALES_FILE]},
+            "quats": {"files": [QUATS_FILE]},
+            "sh0": {"codebook": dc_codebook.tolist(), "files": [SH0_FILE]},
+        }
+        if palette_job is not None:
+            palette, labels = palette_job.result()
+            clock("palette")
+            sh_codebook, indices = sog_cluster.scalar_codebook(palette.reshape(-1, coeffs, 3))
+            add(SHN_FILES[0], _palette_image(indices))
+            labels = labels.astype(np.uint16)
+            add(SHN_FILES[1], _image(np.stack([labels & 0xFF, labels >> 8, np.zeros_like(labels)], axis=1).astype(np.uint8),
+                                     width, height))  # fmt: skip
+            meta["shN"] = {"count": len(palette), "bands": s.sh_degree, "codebook": sh_codebook.tolist(),
+                           "files": list(SHN_FILES)}  # fmt: skip
+            clock("sh_codebook")
+        files = {name: job.result() for name, job in jobs.items()}
     clock("webp")
     files["meta.json"] = json.dumps(meta).encode("utf-8")
     clock("meta")
