@@ -47,6 +47,16 @@ def random_scene(n: int = 50, sh_degree: int = 1, seed: int = 0, dtype=torch.flo
     )
 
 
+def web_scene(n: int = 400, degree: int = 3, seed: int = 0) -> GaussianScene:
+    """A random scene inside every format's range: colours in [0, 1], |SH rest| < 0.5."""
+    g = torch.Generator().manual_seed(seed)
+    k = (degree + 1) ** 2
+    sh = (torch.rand(n, k, 3, generator=g) - 0.5) * 0.8
+    sh[:, 0] = (torch.rand(n, 3, generator=g) * 0.96 + 0.02 - 0.5) / SH_C0
+    return GaussianScene(torch.randn(n, 3, generator=g), torch.randn(n, 4, generator=g),
+                         torch.randn(n, 3, generator=g) * 0.5 - 3, torch.randn(n, generator=g) * 1.5, sh)  # fmt: skip
+
+
 def rand_images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     """``b`` random images [b, 3, h, w] in [0, 1] (deterministic for ``seed``)."""
     g = torch.Generator().manual_seed(seed)

@@ -14,7 +14,8 @@ import torch
 from adlift.io import read_scene, sog, sog_cluster, sog_encode, web_codec, write_scene
 from adlift.io.quantise import match_rows
 from adlift.scene import GaussianScene
-from tests.test_web_formats import SH_C0, web_scene
+from adlift.scene import SH_C0
+from tests.helpers import web_scene
 
 
 def brute_nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from adlift.io import compressed_ply, sog, spz, web_codec
 from adlift.io.formats import SCENE_FORMATS, scene_options
 from adlift.scene import SH_C0
 from tests import ply_fixtures as fx
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, run_cli, web_scene
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -39,16 +39,6 @@ NAMES = {"compressed-ply": "s.compressed.ply", "spz": "s.spz", "splat": "s.splat
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-def web_scene(n: int = 400, degree: int = 3, seed: int = 0) -> GaussianScene:
-    """A random scene inside every format's range: colours in [0, 1], |SH rest| < 0.5."""
-    g = torch.Generator().manual_seed(seed)
-    k = (degree + 1) ** 2
-    sh = (torch.rand(n, k, 3, generator=g) - 0.5) * 0.8
-    sh[:, 0] = (torch.rand(n, 3, generator=g) * 0.96 + 0.02 - 0.5) / SH_C0
-    return GaussianScene(torch.randn(n, 3, generator=g), torch.randn(n, 4, generator=g),
-                         torch.randn(n, 3, generator=g) * 0.5 - 3, torch.randn(n, generator=g) * 1.5, sh)  # fmt: skip
-
-
 def nearest(decoded: GaussianScene, reference: GaussianScene) -> GaussianScene:
     """``decoded`` in ``reference``'s order (SOG reorders): the Gaussian nearest to each mean."""
     d = torch.cdist(reference.means.double(), decoded.means.double())
