@@ -176,16 +176,16 @@ def encode(scene: GaussianScene, *, timings: dict | None = None) -> dict[str, by
     clock = _Clock(timings)
     s = scene.detach().to("cpu", torch.float32)
     n = s.num_gaussians
-    order = morton_order(s.means.numpy())
-    rows = lambda t: np.take(t.numpy(), order, axis=0)  # noqa: E731 - a field in file order
-    width, height = image_size(n)
-    clock("order")
     with ThreadPoolExecutor(sog_cluster.workers()) as pool:  # libwebp and the palette run without the GIL
         palette_job = None
-        if s.sh_degree > 0:  # the longest stage: started first, the rest runs beside it
+        if s.sh_degree > 0:  # the longest stage: started first (in the scene's order), the rest runs beside it
             coeffs = s.sh.shape[1] - 1
-            rest = rows(s.sh[:, 1:].reshape(n, 3 * coeffs))
+            rest = np.ascontiguousarray(s.sh[:, 1:].reshape(n, 3 * coeffs).numpy())
             palette_job = pool.submit(sog_cluster.sh_palette, rest, seed=PALETTE_SEED)
+        order = morton_order(s.means.numpy())
+        rows = lambda t: np.take(t.numpy(), order, axis=0)  # noqa: E731 - a field in file order
+        width, height = image_size(n)
+        clock("order")
         jobs = {}
 
         def add(name: str, image: np.ndarray) -> None:
@@ -216,6 +216,7 @@ def encode(scene: GaussianScene, *, timings: dict | None = None) -> dict[str, by
         }
         if palette_job is not None:
             palette, labels = palette_job.result()
+            labels = labels[order]  # each Gaussian's entry, in file order
             clock("palette")
             sh_codebook, indices = sog_cluster.scalar_codebook(palette.reshape(-1, coeffs, 3))
             add(SHN_FILES[0], _palette_image(indices))
