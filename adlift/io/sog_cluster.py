@@ -26,7 +26,10 @@ to leaves of at most :data:`LEAF` entries clustered by plain Lloyd iterations ov
 A flat k-means with 65,536 centroids would cost ``N x 65,536`` distances per iteration (~100 s for
 1M Gaussians on 2 cores); the tree costs ``N x (256 + 256)`` per pass for the same palette size.
 A vector's entry is the nearest one in its leaf, not always the nearest of the whole palette: the
-price of that speed (docs/FORMATS.md measures it). Nearest-centroid searches are matrix products in
+price of that speed (docs/FORMATS.md measures it). The top node's children are clustered in threads
+(:func:`workers`, one torch thread each), each from its own seed drawn in child order, and the top
+node's nearest-child search runs :func:`nearest`'s own chunks in those threads: the result is the
+same for any number of threads. Nearest-centroid searches are matrix products in
 chunks of :data:`CHUNK_ELEMENTS` distances (memory stays bounded), reduced by numpy's argmin.
 """
 
