@@ -10,8 +10,9 @@ opacity), and for SH degree 1-3 ``shN_centroids.webp`` (a palette of at most 65,
 and ``shN_labels.webp`` (each Gaussian's palette entry).
 
 What it cannot hold exactly (docs/FORMATS.md): Gaussians are reordered (spatially sorted), every
-attribute is quantised to 8-bit codebooks, higher-order SH are clustered into the palette, and
-the colour of a Gaussian of opacity 0 may be lost.
+attribute is quantised to 8-bit codebooks, and higher-order SH are clustered into the palette
+beyond 65,536 Gaussians. (Other writers, gaussforge's among them, also lose the colour of a Gaussian
+of opacity 0; AdLift's keeps it.)
 
 Checks before decoding: the zip's directory (names, sizes, at most :data:`MAX_RATIO` times the
 archive's bytes), meta.json (version 2, count, sections, the files it names exist) and every image's

@@ -11,7 +11,7 @@ The layout, as PlayCanvas's splat-transform and gaussforge read it (images are R
 per Gaussian in row-major order, ``width = 4 ceil(sqrt(N) / 4)``, ``height = 4 ceil(N / width / 4)``,
 unused pixels zero):
 
-* Gaussians in Morton (Z-curve) order of their positions (:func:`morton_order`: 21 bits per axis);
+* Gaussians in Morton (Z-curve) order of their positions (:func:`morton_order`);
 * ``means_l.webp`` / ``means_u.webp``: low and high byte of each coordinate's 16-bit
   ``round(65535 (t - min) / (max - min))`` with ``t = sign(x) ln(1 + |x|)``; ``meta.means`` holds
   the per-axis ``mins`` / ``maxs`` of ``t``;
@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from adlift.io import sog_cluster
+from adlift.io.morton import MAX_BITS, morton_codes
 from adlift.scene import GaussianScene
 
 #: libwebp's lossless effort: method 0-6 and "quality" 0-100. On the images of 300k random SH-3
@@ -65,29 +66,15 @@ def image_size(n: int) -> tuple[int, int]:
     return width, 4 * max(1, math.ceil(n / width / 4))
 
 
-def _part1by2(v: np.ndarray) -> np.ndarray:
-    """The 21 low bits of ``v`` (uint64) spread to every third bit (bit i -> bit 3i)."""
-    v = v & np.uint64(0x1FFFFF)
-    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F),
-                        (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):  # fmt: skip
-        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
-    return v
-
-
 def morton_order(means: np.ndarray) -> np.ndarray:
     """[N] int64 permutation sorting ``means`` [N, 3] along a Z-order curve over their bounding box
-    (as many bits per axis as fit beside the row index in 64 bits, at most 21: 14 for 1M Gaussians;
-    rows in one cell keep their input order)."""
+    (:func:`adlift.io.morton.morton_codes` with as many bits per axis as fit beside the row index in
+    64 bits, at most 21: 14 for 1M Gaussians; rows in one cell keep their input order)."""
     n = len(means)
     if n == 0:
         return np.zeros(0, np.int64)
     index_bits = max(1, (n - 1).bit_length())
-    bits = min(21, (64 - index_bits) // 3)
-    lo, hi = means.min(axis=0), means.max(axis=0)
-    top = (1 << bits) - 1
-    step = np.where(hi > lo, (hi.astype(np.float64) - lo) / top, 1.0).astype(np.float32)
-    cell = np.clip((means - lo) / step, 0, top).astype(np.uint64)
-    code = _part1by2(cell[:, 0]) | (_part1by2(cell[:, 1]) << np.uint64(1)) | (_part1by2(cell[:, 2]) << np.uint64(2))
+    code = morton_codes(means, min(MAX_BITS, (64 - index_bits) // 3))
     key = (code << np.uint64(index_bits)) | np.arange(n, dtype=np.uint64)  # unique: any sort is stable
     return (np.sort(key) & np.uint64((1 << index_bits) - 1)).astype(np.int64)
 

@@ -22,36 +22,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from adlift.io.morton import MAX_BITS, morton_codes
 from adlift.scene import GaussianScene
 
 #: Name of the order, as the manifest records it (``protected_scene.order``).
 ORDER_NAME = "morton"
 
 #: Bits per axis of the quantised means (3 x 21 = 63 bits fit one uint64 Morton code).
-MORTON_BITS = 21
-
-
-def _spread_bits(v: np.ndarray) -> np.ndarray:
-    """Insert two zero bits between the low 21 bits of each uint64: b20..b0 -> b20 0 0 b19 0 0 ... b0."""
-    v = v & np.uint64(0x1FFFFF)
-    v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
-    v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
-    v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
-    v = (v | (v << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
-    v = (v | (v << np.uint64(2))) & np.uint64(0x1249249249249249)
-    return v
-
-
-def morton_codes(means: np.ndarray) -> np.ndarray:
-    """[N] uint64 Z-order codes of means [N, 3], quantised to 2**MORTON_BITS cells per axis over their bounds."""
-    m = np.asarray(means, dtype=np.float64)
-    if m.shape[0] == 0:
-        return np.zeros(0, dtype=np.uint64)
-    lo, hi = m.min(axis=0), m.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    top = (1 << MORTON_BITS) - 1
-    q = np.clip(np.floor((m - lo) / span * top + 0.5), 0, top).astype(np.uint64)  # [N, 3]
-    return _spread_bits(q[:, 0]) | (_spread_bits(q[:, 1]) << np.uint64(1)) | (_spread_bits(q[:, 2]) << np.uint64(2))
+MORTON_BITS = MAX_BITS
 
 
 def value_rows(scene: GaussianScene) -> np.ndarray:
@@ -83,7 +61,7 @@ def publish_order(scene: GaussianScene) -> torch.Tensor:
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=scene.device)
     rows = value_rows(scene)
-    codes = morton_codes(rows[:, :3].view(np.float32))
+    codes = morton_codes(rows[:, :3].view(np.float32), MORTON_BITS)
     hashes = _row_hash(rows)
     order = np.lexsort((hashes, codes))  # primary: Morton code, then hash
     # Adjacent equal (code, hash) with different values: a hash collision; order those runs by value.
